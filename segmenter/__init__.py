@@ -1,0 +1,1 @@
+"""Segmenter inference and evaluation: model, checkpoints, export, data, engines and metrics."""

@@ -1,0 +1,22 @@
+"""One error type for bad user input, and the CLI wrapper that prints it as one line."""
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+
+class SegmenterError(Exception):
+    """A problem with the user's input: printed as one line, exit status 2."""
+
+
+def run_cli(main: Callable[[], int | None]) -> None:
+    """Run a script's main; turn a SegmenterError into `error: ...` on stderr and exit 2."""
+    try:
+        code = main()
+    except SegmenterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code or 0)

@@ -1,0 +1,44 @@
+#!/usr/bin/env python3
+"""Export a released Segmenter checkpoint (checkpoint.pth + variant.yml) to ONNX."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from segmenter.checkpoint import load_model
+from segmenter.errors import SegmenterError, run_cli
+from segmenter.export import DEFAULT_OPSET, EXPORT_TOLERANCE, export_onnx
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("-c", "--checkpoint-path", required=True,
+                        help="Path of the released checkpoint.pth (loaded without arbitrary unpickling).")
+    parser.add_argument("-o", "--onnx-path", required=True, help="Path of the ONNX file to write.")
+    parser.add_argument("--variant", default=None,
+                        help="Path of the model's variant.yml. Default: variant.yml beside the checkpoint.")
+    parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                        help="Fixed input height and width of the exported graph (the batch axis stays "
+                             "dynamic). Default: the variant's net_kwargs.image_size, i.e. the window size.")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                        help=f"ONNX opset version. Default: {DEFAULT_OPSET}; use 11 for older ATC releases.")
+    parser.add_argument("--tolerance", type=float, default=EXPORT_TOLERANCE,
+                        help="Largest accepted absolute difference between ONNX Runtime and PyTorch logits "
+                             f"on a random batch; above it the export fails. Default: {EXPORT_TOLERANCE:g}.")
+    return parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
+    model, variant = load_model(args.checkpoint_path, args.variant)
+    input_size = tuple(args.input_size) if args.input_size else variant.model.image_size
+    if min(input_size) <= 0:
+        raise SegmenterError(f"--input-size must be positive, got {input_size[0]} {input_size[1]}")
+    print(f"exporting {args.checkpoint_path} ({variant.model.decoder}, D={variant.model.d_model}, "
+          f"{variant.model.n_layers} layers, {variant.n_cls} classes) at input (N, 3, {input_size[0]}, {input_size[1]})")
+    export_onnx(model, args.onnx_path, input_size, opset=args.opset, tolerance=args.tolerance)
+    print(f"wrote {Path(args.onnx_path)}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(lambda: main(parse_args()))
