@@ -14,9 +14,18 @@ def run_cli(main: Callable[[], int | None]) -> None:
     try:
         code = main()
     except SegmenterError as exc:
+        _close_progress_bars()
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)
+
+
+def _close_progress_bars() -> None:
+    """End any open progress bar's line so that the error starts on a line of its own."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()

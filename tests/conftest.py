@@ -23,7 +23,7 @@ def run_script(script: str, *args, timeout: float = 900) -> subprocess.Completed
 def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
     """A non-zero exit with a single `error: ...` line on stderr that contains every fragment."""
     assert proc.returncode != 0, proc.stdout + proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and "%|" not in line]  # not progress bars
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])

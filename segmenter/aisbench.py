@@ -1,0 +1,141 @@
+"""File-for-file stand-in for `python3 -m ais_bench` (batching, padding, naming, summary, throughput line)."""
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .checkpoint import atomic_write
+from .engines import Engine
+from .errors import SegmenterError
+
+INPUT_SUFFIXES = (".bin", ".npy")
+
+
+def natural_key(name: str) -> list:
+    """Digit-aware sort key: img_2 before img_10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def list_inputs(spec: str) -> list[Path]:
+    """Input files of a folder (or comma-separated folders / files), in natural order."""
+    files: list[Path] = []
+    for item in filter(None, spec.split(",")):
+        path = Path(item)
+        if path.is_dir():
+            found = [p for p in path.iterdir() if p.suffix in INPUT_SUFFIXES and p.is_file()]
+            files += sorted(found, key=lambda p: natural_key(p.name))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise SegmenterError(f"{path}: input folder or file not found")
+    if not files:
+        raise SegmenterError(f"{spec}: no .bin or .npy input files")
+    return files
+
+
+def read_input(path: Path, item_shape: tuple[int, ...]) -> np.ndarray:
+    """One batch item (1, *item_shape) float32 from a raw .bin or a .npy file."""
+    count = int(np.prod(item_shape))
+    if path.suffix == ".npy":
+        data = np.load(path, allow_pickle=False).astype(np.float32, copy=False)
+    else:
+        if path.stat().st_size != count * 4:
+            raise SegmenterError(f"{path}: {path.stat().st_size} bytes, expected {count * 4} "
+                                 f"(float32 1x{'x'.join(map(str, item_shape))})")
+        data = np.fromfile(path, np.float32)
+    if data.size != count:
+        raise SegmenterError(f"{path}: {data.size} values, expected 1x{'x'.join(map(str, item_shape))}")
+    return data.reshape(1, *item_shape)
+
+
+def output_name(input_path: Path, index: int, fmt: str) -> str:
+    """`<input name up to its first dot>_<output index>.<fmt>`."""
+    return f"{input_path.name.split('.')[0]}_{index}.{fmt}"
+
+
+@dataclass
+class Timings:
+    """Per-inference compute times in milliseconds."""
+
+    ms: list[float]
+
+    def summary(self) -> dict:
+        t = np.asarray(self.ms, np.float64)
+        return {"min": float(t.min()), "max": float(t.max()), "mean": float(t.mean()),
+                "median": float(np.median(t)), "percentile(99%)": float(np.percentile(t, 99)), "count": len(t)}
+
+
+def timed(engine: Engine, batch: np.ndarray, timings: list[float]) -> np.ndarray:
+    start = time.perf_counter()
+    out = engine(batch)
+    timings.append((time.perf_counter() - start) * 1000)
+    return out
+
+
+def run_benchmark(engine: Engine, *, inputs: list[Path] | None, output_dir: Path | None, outfmt: str = "BIN",
+                  batch_size: int = 1, loop: int = 1, warmup: int = 1, log=print) -> dict:
+    """Run like ais_bench; returns the summary dict (also written beside output_dir when given)."""
+    if batch_size < 1 or loop < 1 or warmup < 0:
+        raise SegmenterError("--batchsize and --loop must be >= 1 and --warmup_count >= 0")
+    fmt = outfmt.lower()
+    if fmt not in ("bin", "npy"):
+        raise SegmenterError(f"--outfmt {outfmt}: only BIN and NPY are written")
+    item_shape = (3, *engine.input_hw)
+    ms: list[float] = []
+    filesinfo: dict[str, dict] = {}
+    if output_dir is not None:
+        try:
+            output_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SegmenterError(f"{output_dir}: cannot create the output folder ({exc.strerror})") from None
+    if inputs is None:  # pure inference on zeros
+        batch = np.zeros((batch_size, *item_shape), np.float32)
+        for _ in range(warmup):
+            engine(batch)
+        for _ in tqdm(range(loop), desc=f"infer bs{batch_size}", unit="batch", leave=False):
+            timed(engine, batch, ms)
+    else:
+        groups = [inputs[i:i + batch_size] for i in range(0, len(inputs), batch_size)]
+        for n, group in enumerate(tqdm(groups, desc=f"infer bs{batch_size}", unit="batch")):
+            files = group + [group[-1]] * (batch_size - len(group))  # pad the last batch by repetition
+            batch = np.concatenate([read_input(f, item_shape) for f in files])
+            if n == 0:
+                for _ in range(warmup):
+                    engine(batch)
+            for _ in range(loop):
+                out = timed(engine, batch, ms)
+            outfiles = []
+            for f, logits in zip(group, out):  # no output for padding
+                if output_dir is not None:
+                    target = output_dir / output_name(f, 0, fmt)
+                    _write_output(target, logits[None], fmt)
+                    outfiles.append(str(target))
+            filesinfo[str(n)] = {"infiles": [str(f) for f in group], "outfiles": outfiles}
+    stats = Timings(ms).summary()
+    throughput = 1000 * batch_size / stats["mean"]
+    summary = {"NPU_compute_time": stats, "H2D_latency": {}, "D2H_latency": {}, "throughput": throughput,
+               "batchsize": batch_size, "engine": engine.name, "filesinfo": filesinfo}
+    if output_dir is not None:
+        target = output_dir.parent / f"{output_dir.name}_summary.json"
+        atomic_write(target, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
+    log(f"[INFO] NPU_compute_time (ms): min = {stats['min']:.3f}, max = {stats['max']:.3f}, "
+        f"mean = {stats['mean']:.3f}, median = {stats['median']:.3f}, percentile(99%) = {stats['percentile(99%)']:.3f}")
+    log(f"[INFO] throughput 1000*batchsize.mean({batch_size})/NPU_compute_time.mean({stats['mean']:.3f}): "
+        f"{throughput:.4f}")
+    return summary
+
+
+def _write_output(target: Path, logits: np.ndarray, fmt: str) -> None:
+    tmp = target.with_name(f".{target.name}.tmp")
+    if fmt == "npy":
+        with open(tmp, "wb") as fh:
+            np.save(fh, logits)
+    else:
+        logits.astype(np.float32, copy=False).tofile(tmp)
+    tmp.replace(target)

@@ -1,0 +1,83 @@
+"""Sliding windows: anchors, cutting, merging window logits and turning them into a label map."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+# The guide's own preprocess (no manifest): 1024x2048 images, window 768, stride 736, 19 classes.
+GUIDE_LAYOUT = {"image_hw": (1024, 2048), "window_size": 768, "window_stride": 736, "n_cls": 19}
+
+
+def axis_anchors(length: int, window: int, stride: int) -> list[int]:
+    """Every multiple of stride below length - window, then length - window (the last touches the border)."""
+    if length < window:
+        raise ValueError(f"side {length} is shorter than the window {window}")
+    last = length - window
+    return [a for a in range(0, length, stride) if a < last] + [last]
+
+
+def window_anchors(hw: tuple[int, int], window: int, stride: int) -> list[tuple[int, int]]:
+    """(top, left) of every window over an (H, W) canvas, row-major."""
+    return [(ha, wa) for ha in axis_anchors(hw[0], window, stride) for wa in axis_anchors(hw[1], window, stride)]
+
+
+def cut_windows(image: np.ndarray, anchors: list[tuple[int, int]], window: int) -> np.ndarray:
+    """(3, H, W) -> (k, 3, window, window) float32, contiguous."""
+    return np.stack([image[:, ha:ha + window, wa:wa + window] for ha, wa in anchors]).astype(np.float32, copy=False)
+
+
+def window_counts(hw: tuple[int, int], anchors: list[tuple[int, int]], window: int) -> np.ndarray:
+    """(H, W) float32: how many windows cover each pixel."""
+    count = np.zeros(hw, np.float32)
+    for ha, wa in anchors:
+        count[ha:ha + window, wa:wa + window] += 1
+    return count
+
+
+class WindowMerger:
+    """Sums window logits into a (K, H, W) canvas; `mean()` divides by the per-pixel window count."""
+
+    def __init__(self, n_cls: int, hw: tuple[int, int], anchors: list[tuple[int, int]], window: int) -> None:
+        self.anchors, self.window, self.hw = list(anchors), window, hw
+        self.canvas = np.zeros((n_cls, *hw), np.float32)
+        self.added = 0
+
+    def add(self, index: int, logits: np.ndarray) -> None:
+        """Add window `index`'s (K, window, window) logits at its anchor."""
+        ha, wa = self.anchors[index]
+        self.canvas[:, ha:ha + self.window, wa:wa + self.window] += logits
+        self.added += 1
+
+    @property
+    def complete(self) -> bool:
+        return self.added == len(self.anchors)
+
+    def mean(self) -> np.ndarray:
+        self.canvas /= window_counts(self.hw, self.anchors, self.window)
+        return self.canvas
+
+
+def resize_logits(logits: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """(K, h, w) -> (K, H, W), bilinear with half-pixel centres (as torch's align_corners=False)."""
+    if logits.shape[1:] == tuple(hw):
+        return logits
+    return np.stack([cv2.resize(channel, (hw[1], hw[0]), interpolation=cv2.INTER_LINEAR) for channel in logits])
+
+
+def argmax_labels(logits: np.ndarray) -> np.ndarray:
+    """(K, H, W) -> (H, W) uint8 class index; ties go to the lower class, as np.argmax."""
+    best = logits[0].copy()
+    labels = np.zeros(best.shape, np.uint8)
+    for k in range(1, logits.shape[0]):
+        better = logits[k] > best
+        labels[better] = k
+        np.maximum(best, logits[k], out=best)
+    return labels
+
+
+def predict_from_windows(merger: WindowMerger, original_hw: tuple[int, int]) -> np.ndarray:
+    """Merged window logits -> (H, W) uint8 label map at the original image size.
+
+    Softmax is monotonic per pixel, so the argmax of the resized logits equals that of the probabilities.
+    """
+    return argmax_labels(resize_logits(merger.mean(), original_hw))

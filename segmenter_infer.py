@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""Run an exported ONNX model over .bin/.npy inputs with ais_bench's flags, file layout and summary.
+
+A drop-in for `python3 -m ais_bench` on hosts without an Ascend card: outputs are named
+<input name>_0.bin in <output>/<output_dirname>, with <output>/<output_dirname>_summary.json beside.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from segmenter.aisbench import list_inputs, run_benchmark
+from segmenter.engines import DEVICES, PRECISIONS, open_engine
+from segmenter.errors import SegmenterError, run_cli
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="Exported ONNX model (segmenter_pytorch2onnx.py).")
+    parser.add_argument("--input", default=None,
+                        help="Folder of input files (or comma-separated files), read in natural order. "
+                             "Without it: pure inference on zeros for --loop runs.")
+    parser.add_argument("--output", default=None, help="Folder under which the result folder is created.")
+    parser.add_argument("--output_dirname", "--output-dirname", default=None,
+                        help="Name of the result folder under --output. Default: a timestamp.")
+    parser.add_argument("--outfmt", choices=["BIN", "NPY"], default="BIN",
+                        help="Output file format: raw float32 (BIN) or numpy (NPY). Default: BIN.")
+    parser.add_argument("--batchsize", "--batch-size", type=int, default=1,
+                        help="Windows per inference; the last batch is padded by repeating a file. Default: 1.")
+    parser.add_argument("--loop", type=int, default=1,
+                        help="Timed runs: of the zero batch without --input, of each batch with it. Default: 1.")
+    parser.add_argument("--warmup_count", "--warmup-count", type=int, default=1,
+                        help="Untimed runs before timing starts. Default: 1.")
+    parser.add_argument("--device", default="cpu",
+                        help=f"Execution target: {', '.join(DEVICES)}. Default: cpu.")
+    parser.add_argument("--precision", default="fp32",
+                        help=f"Compute precision: {', '.join(PRECISIONS)}. Default: fp32.")
+    return parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.device.isdigit():
+        raise SegmenterError(f"--device {args.device}: here --device names an engine target "
+                             f"({', '.join(DEVICES)}), not an NPU id")
+    engine = open_engine(args.model, args.device, args.precision)
+    inputs = list_inputs(args.input) if args.input else None
+    output_dir = None
+    if args.output:
+        output_dir = Path(args.output) / (args.output_dirname or time.strftime("%Y_%m_%d-%H_%M_%S"))
+    print(f"[INFO] {engine.name}: {args.model}, input (N, 3, {engine.input_hw[0]}, {engine.input_hw[1]}), "
+          f"batch size {args.batchsize}")
+    run_benchmark(engine, inputs=inputs, output_dir=output_dir, outfmt=args.outfmt, batch_size=args.batchsize,
+                  loop=args.loop, warmup=args.warmup_count)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(lambda: main(parse_args()))

@@ -1,0 +1,39 @@
+#!/usr/bin/env python3
+"""Merge window outputs per image, compare with the ground truth, write the metrics (mIoU) file."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from segmenter.errors import run_cli
+from segmenter.metrics import format_report, write_metrics
+from segmenter.postprocess import run_postprocess
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--result-dir", required=True,
+                        help="Folder of the inference outputs (<image stem>_<k>_0.bin or .npy), e.g. result/result_bs1.")
+    parser.add_argument("--gt-path", required=True, help="The gt_file.txt written by segmenter_preprocess.py.")
+    parser.add_argument("--metrics-path", required=True, help="YAML file to write the metrics to.")
+    parser.add_argument("--manifest", default=None,
+                        help="Window-layout manifest. Default: the .json beside the gt file; without one, the "
+                             "guide's fixed layout (1024x2048 images, 768 windows, stride 736, 19 classes).")
+    parser.add_argument("--pred-dir", default=None,
+                        help="Also save each prediction as labelIds/<stem>.png (Cityscapes label ids, for "
+                             "csEvalPixelLevelSemanticLabeling) and color/<stem>.png.")
+    return parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
+    confusion = run_postprocess(Path(args.result_dir), Path(args.gt_path),
+                                Path(args.manifest) if args.manifest else None,
+                                Path(args.pred_dir) if args.pred_dir else None)
+    print(format_report(confusion.matrix))
+    scores = write_metrics(args.metrics_path, confusion.matrix)
+    print(f"mIoU {scores['mean_iou']:.2f}; wrote {args.metrics_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(lambda: main(parse_args()))
