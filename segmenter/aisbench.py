@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .checkpoint import atomic_write
+from .files import atomic_write
 from .engines import Engine
 from .errors import SegmenterError
 

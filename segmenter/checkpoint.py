@@ -1,18 +1,17 @@
 """Loading released checkpoints into our model, and writing released-format ones with random weights."""
 from __future__ import annotations
 
-import os
 import pickle
 import re
-import tempfile
 from pathlib import Path
 
 import torch
 import yaml
 
 from .errors import SegmenterError
-from .model import ModelConfig, Segmenter
-from .variant import Variant, load_variant, parse_variant, variant_beside
+from .files import atomic_write
+from .model import Segmenter
+from .variant import ModelConfig, Variant, load_variant, parse_variant, variant_beside
 
 # Keys present in released files but unused by segmentation (the ImageNet classifier heads).
 UNUSED_PREFIXES = ("encoder.head.", "encoder.head_dist.")
@@ -109,31 +108,6 @@ def make_variant_dict(size: str = "tiny", *, n_cls: int = 19, image_size: int = 
                              "sched": "polynomial", "poly_power": 0.9, "min_lr": 1e-05},
         "amp": False, "resume": True, "version": "normal", "log_dir": "seg", "world_batch_size": 8,
     }
-
-
-def atomic_write(path: str | Path, write) -> None:
-    """Call write(tmp_path) on a temporary file in path's folder, then rename it over path."""
-    path = Path(path)
-    if path.is_dir():
-        raise SegmenterError(f"{path}: is a folder; give a file path to write")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise SegmenterError(f"{path}: cannot write here ({exc.strerror}); choose a writable output path") from None
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        try:
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise SegmenterError(f"{path}: cannot write here ({exc.strerror}); choose a writable output path") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def save_released_format(out_dir: str | Path, model: Segmenter, variant: dict, epoch: int = 0) -> Path:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import atomic_write
+from .files import atomic_write
 from .errors import SegmenterError
 from .model import Segmenter, set_fused_attention
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .checkpoint import atomic_write
+from .files import atomic_write
 from .data import IGNORE_INDEX
 
 CITYSCAPES_CLASSES = (

@@ -7,34 +7,12 @@ D model width, K classes, gh x gw the patch grid.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """The `net_kwargs` of a variant.yml that define the network."""
-
-    image_size: tuple[int, int]  # training crop (H, W); sets the stored position-embedding grid
-    patch_size: int
-    d_model: int
-    n_heads: int
-    n_layers: int
-    n_cls: int
-    decoder: str  # "linear" or "mask_transformer"
-    decoder_layers: int = 2
-    distilled: bool = False
-
-    @property
-    def grid(self) -> tuple[int, int]:
-        return self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size
-
-    @property
-    def n_extra_tokens(self) -> int:
-        return 1 + int(self.distilled)
+from .variant import ModelConfig
 
 
 class Attention(nn.Module):

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from .checkpoint import atomic_write
+from .files import atomic_write
 from .data import ImagePlan, Sample, WindowConfig, list_cityscapes, preprocess_image, read_image
 from .errors import SegmenterError
 from .windows import GUIDE_LAYOUT, cut_windows, window_anchors

@@ -9,13 +9,37 @@ from typing import Any
 import yaml
 
 from .errors import SegmenterError
-from .model import DECODERS, ModelConfig
+
+DECODER_NAMES = ("linear", "mask_transformer")
 
 # RGB mean / std on pixel values in [0, 255]
 NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
     "vit": ((127.5, 127.5, 127.5), (127.5, 127.5, 127.5)),
     "deit": ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375)),
 }
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The `net_kwargs` of a variant.yml that define the network."""
+
+    image_size: tuple[int, int]  # training crop (H, W); sets the stored position-embedding grid
+    patch_size: int
+    d_model: int
+    n_heads: int
+    n_layers: int
+    n_cls: int
+    decoder: str  # "linear" or "mask_transformer"
+    decoder_layers: int = 2
+    distilled: bool = False
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size
+
+    @property
+    def n_extra_tokens(self) -> int:
+        return 1 + int(self.distilled)
 
 
 class _VariantLoader(yaml.SafeLoader):
@@ -58,8 +82,8 @@ def parse_variant(raw: Any, path: Path) -> Variant:
     net = _get(raw, "net_kwargs", "", path)
     dec = _get(net, "decoder", "net_kwargs.", path)
     name = _get(dec, "name", "net_kwargs.decoder.", path)
-    if name not in DECODERS:
-        raise SegmenterError(f"{path}: unknown decoder '{name}' (known: {', '.join(DECODERS)})")
+    if name not in DECODER_NAMES:
+        raise SegmenterError(f"{path}: unknown decoder '{name}' (known: {', '.join(DECODER_NAMES)})")
     image_size = _get(net, "image_size", "net_kwargs.", path)
     if isinstance(image_size, int):
         image_size = [image_size, image_size]

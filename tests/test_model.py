@@ -106,3 +106,10 @@ def test_seg_large_cityscapes_shape_builds_and_exports(tmp_path):
     assert out_dims[1:] == [19, 768, 768]
     n_params = sum(int(np.prod(t.dims)) for t in model.graph.initializer)
     assert n_params > 300e6  # ViT-L encoder + mask decoder
+
+
+def test_decoder_names_match_builders():
+    from segmenter.model import DECODERS
+    from segmenter.variant import DECODER_NAMES
+
+    assert set(DECODERS) == set(DECODER_NAMES)

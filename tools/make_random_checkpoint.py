@@ -10,8 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from segmenter.checkpoint import SIZES, write_random_checkpoint  # noqa: E402
 from segmenter.errors import run_cli  # noqa: E402
-from segmenter.model import DECODERS  # noqa: E402
-from segmenter.variant import NORMALIZATIONS  # noqa: E402
+from segmenter.variant import DECODER_NAMES, NORMALIZATIONS  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -22,7 +21,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--image-size", type=int, default=64,
                         help="Training crop side (window size); sets the position-embedding grid. Default: 64.")
     parser.add_argument("--n-cls", type=int, default=19, help="Number of classes. Default: 19 (Cityscapes).")
-    parser.add_argument("--decoder", choices=list(DECODERS), default="mask_transformer",
+    parser.add_argument("--decoder", choices=list(DECODER_NAMES), default="mask_transformer",
                         help="Decoder type. Default: mask_transformer.")
     parser.add_argument("--distilled", action="store_true", help="Add a distillation token (DeiT).")
     parser.add_argument("--normalization", choices=list(NORMALIZATIONS), default="vit",
