@@ -43,7 +43,7 @@ def main(args: argparse.Namespace) -> int:
     if args.device.isdigit():
         raise SegmenterError(f"--device {args.device}: here --device names an engine target "
                              f"({', '.join(DEVICES)}), not an NPU id")
-    engine = open_engine(args.model, args.device, args.precision)
+    engine = open_engine(args.model, args.device, args.precision, batch_size=args.batchsize)
     inputs = list_inputs(args.input) if args.input else None
     output_dir = None
     if args.output:

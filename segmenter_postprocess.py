@@ -13,7 +13,8 @@ from segmenter.postprocess import run_postprocess
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--result-dir", required=True,
-                        help="Folder of the inference outputs (<image stem>_<k>_0.bin or .npy), e.g. result/result_bs1.")
+                        help="Folder of the inference outputs (<image stem>_<k>_0.bin or .npy), "
+                             "e.g. result/result_bs1.")
     parser.add_argument("--gt-path", required=True, help="The gt_file.txt written by segmenter_preprocess.py.")
     parser.add_argument("--metrics-path", required=True, help="YAML file to write the metrics to.")
     parser.add_argument("--manifest", default=None,

@@ -33,8 +33,9 @@ def main(args: argparse.Namespace) -> int:
     input_size = tuple(args.input_size) if args.input_size else variant.model.image_size
     if min(input_size) <= 0:
         raise SegmenterError(f"--input-size must be positive, got {input_size[0]} {input_size[1]}")
-    print(f"exporting {args.checkpoint_path} ({variant.model.decoder}, D={variant.model.d_model}, "
-          f"{variant.model.n_layers} layers, {variant.n_cls} classes) at input (N, 3, {input_size[0]}, {input_size[1]})")
+    cfg = variant.model
+    print(f"exporting {args.checkpoint_path} ({cfg.decoder}, D={cfg.d_model}, {cfg.n_layers} layers, "
+          f"{cfg.n_cls} classes) at input (N, 3, {input_size[0]}, {input_size[1]})")
     export_onnx(model, args.onnx_path, input_size, opset=args.opset, tolerance=args.tolerance)
     print(f"wrote {Path(args.onnx_path)}")
     return 0

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .files import atomic_write
 from .engines import Engine
 from .errors import SegmenterError
+from .files import atomic_write
 
 INPUT_SUFFIXES = (".bin", ".npy")
 

@@ -44,13 +44,10 @@ def check_state_dict(state: dict[str, torch.Tensor], model: Segmenter, path: str
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    if missing:
-        raise SegmenterError(f"{path}: missing key '{missing[0]}'" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
-                             + "; does the variant match this checkpoint?")
-    if unexpected:
-        raise SegmenterError(f"{path}: unexpected key '{unexpected[0]}'"
-                             + (f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else "")
-                             + "; does the variant match this checkpoint?")
+    for kind, keys in (("missing", missing), ("unexpected", unexpected)):
+        if keys:
+            more = f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
+            raise SegmenterError(f"{path}: {kind} key '{keys[0]}'{more}; does the variant match this checkpoint?")
     for key, ref in expected.items():
         if tuple(state[key].shape) != tuple(ref.shape):
             raise SegmenterError(f"{path}: key '{key}' has shape {tuple(state[key].shape)} in the checkpoint "
@@ -81,11 +78,14 @@ SIZES: dict[str, dict] = {
 def make_variant_dict(size: str = "tiny", *, n_cls: int = 19, image_size: int = 64, patch_size: int = 16,
                       decoder: str = "mask_transformer", decoder_layers: int = 2, distilled: bool = False,
                       normalization: str = "vit", dataset: str = "cityscapes", im_size: int | None = None,
-                      window_stride: int | None = None) -> dict:
-    """A variant.yml mapping laid out like the released ones (tuples become !!python/tuple)."""
+                      window_stride: int | None = None, **shape_overrides) -> dict:
+    """A variant.yml mapping laid out like the released ones (tuples become !!python/tuple).
+
+    `shape_overrides` (d_model, n_heads, n_layers, backbone) change the preset of `size`.
+    """
     if size not in SIZES:
         raise SegmenterError(f"unknown model size '{size}' (known: {', '.join(SIZES)})")
-    shape = SIZES[size]
+    shape = {**SIZES[size], **shape_overrides}
     net = {
         "backbone": shape["backbone"], "d_model": shape["d_model"], "n_heads": shape["n_heads"],
         "n_layers": shape["n_layers"], "n_cls": n_cls, "image_size": (image_size, image_size),

@@ -64,7 +64,8 @@ class WindowConfig:
         if self.window_stride <= 0:
             raise SegmenterError(f"window stride must be positive, got {self.window_stride}")
         if self.window_size <= 0 or self.image_size <= 0:
-            raise SegmenterError(f"image size and window size must be positive, got {self.image_size}, {self.window_size}")
+            raise SegmenterError(f"image size and window size must be positive, got {self.image_size}, "
+                                 f"{self.window_size}")
 
     @classmethod
     def from_variant(cls, variant: Variant, image_size: int | None = None, window_size: int | None = None,
@@ -139,20 +140,21 @@ class ImagePlan:
     resized_hw: tuple[int, int]
     canvas_hw: tuple[int, int]
     anchors: list[tuple[int, int]]
+    image_path: str = ""
 
     @classmethod
     def for_image(cls, sample: Sample, original_hw: tuple[int, int], cfg: WindowConfig) -> ImagePlan:
         resized = resized_size(original_hw, cfg.image_size)
         canvas = canvas_size(resized, cfg.window_size)
         return cls(sample.name, sample.stem, str(sample.gt_path), tuple(original_hw), resized, canvas,
-                   window_anchors(canvas, cfg.window_size, cfg.window_stride))
+                   window_anchors(canvas, cfg.window_size, cfg.window_stride), str(sample.image_path))
 
     def to_json(self) -> dict:
         return {"name": self.name, "stem": self.stem, "gt_path": self.gt_path, "original_hw": list(self.original_hw),
                 "resized_hw": list(self.resized_hw), "canvas_hw": list(self.canvas_hw),
-                "anchors": [list(a) for a in self.anchors]}
+                "anchors": [list(a) for a in self.anchors], "image_path": self.image_path}
 
     @classmethod
     def from_json(cls, d: dict) -> ImagePlan:
         return cls(d["name"], d["stem"], d["gt_path"], tuple(d["original_hw"]), tuple(d["resized_hw"]),
-                   tuple(d["canvas_hw"]), [tuple(a) for a in d["anchors"]])
+                   tuple(d["canvas_hw"]), [tuple(a) for a in d["anchors"]], d.get("image_path", ""))

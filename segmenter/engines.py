@@ -1,4 +1,15 @@
-"""Inference engines behind one interface: (B, 3, H, W) float32 windows -> (B, K, H, W) float32 logits."""
+"""Inference engines behind one interface: (B, 3, H, W) float32 windows -> (B, K, H, W) float32 logits.
+
+| device   | engine                                  | precisions        |
+|----------|-----------------------------------------|-------------------|
+| cpu      | ONNX Runtime, CPUExecutionProvider      | fp32, int8        |
+| openvino | OpenVINO, CPU plugin                    | fp32, bf16        |
+| cuda     | ONNX Runtime, CUDAExecutionProvider     | fp32, fp16        |
+| tensorrt | ONNX Runtime, TensorrtExecutionProvider | fp32, fp16        |
+
+int8 is ONNX Runtime's dynamic quantization of the MatMul weights (VNNI on x86); bf16 needs a CPU with
+bf16 instructions (AVX512-BF16 or AMX); fp16 on CUDA converts the graph, on TensorRT builds fp16 kernels.
+"""
 from __future__ import annotations
 
 import os
@@ -8,9 +19,24 @@ from typing import Protocol
 import numpy as np
 
 from .errors import SegmenterError
+from .files import atomic_write
 
-DEVICES = ("cpu", "cuda", "tensorrt")
-PRECISIONS = ("fp32",)
+ENGINE_PRECISIONS = {
+    "cpu": ("fp32", "int8"),
+    "openvino": ("fp32", "bf16"),
+    "cuda": ("fp32", "fp16"),
+    "tensorrt": ("fp32", "fp16"),
+}
+DEVICES = tuple(ENGINE_PRECISIONS)
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+
+
+def cpu_threads() -> int:
+    """CPU cores this process may run on (the affinity mask, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 class Engine(Protocol):
@@ -21,7 +47,7 @@ class Engine(Protocol):
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
 
 
-def _onnx_io(model_path: Path) -> tuple[tuple[int, int], int]:
+def onnx_io(model_path: Path) -> tuple[tuple[int, int], int]:
     """(H, W) of the model's `input` and K of its `output`, from the graph (weights not loaded)."""
     import onnx
 
@@ -31,48 +57,158 @@ def _onnx_io(model_path: Path) -> tuple[tuple[int, int], int]:
         raise SegmenterError(f"{model_path}: not a readable ONNX model ({str(exc).splitlines()[0][:120]})") from None
     dims_in = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
     dims_out = [d.dim_value for d in graph.output[0].type.tensor_type.shape.dim]
-    if len(dims_in) != 4 or dims_in[1] != 3 or not dims_in[2] or not dims_in[3] or len(dims_out) != 4 or not dims_out[1]:
+    if len(dims_in) != 4 or dims_in[1] != 3 or not all(dims_in[2:]) or len(dims_out) != 4 or not dims_out[1]:
         raise SegmenterError(f"{model_path}: expected input (N, 3, H, W) and output (N, K, H, W) with fixed H, W, K; "
                              "export it with segmenter_pytorch2onnx.py")
     return (dims_in[2], dims_in[3]), dims_out[1]
 
 
+def derived_model(model_path: Path, tag: str, make) -> Path:
+    """`<model>.<tag>.onnx` beside the model, (re)made by make(src, dst) when missing or older than the model."""
+    target = model_path.with_name(f"{model_path.stem}.{tag}.onnx")
+    if not target.is_file() or target.stat().st_mtime < model_path.stat().st_mtime:
+        print(f"[INFO] writing {target} (cached for later runs)")
+        atomic_write(target, lambda tmp: make(str(model_path), tmp))
+    return target
+
+
+def _quantize_int8(src: str, dst: str) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(src, dst, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+
+
+def _convert_fp16(src: str, dst: str) -> None:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(src), keep_io_types=True, op_block_list=["LayerNormalization", "Resize"])
+    onnx.save(model, dst)
+
+
 class OnnxRuntimeEngine:
-    """ONNX Runtime on the CPU, CUDA or TensorRT execution provider."""
+    """ONNX Runtime on its CPU, CUDA or TensorRT execution provider; any batch size."""
 
-    PROVIDERS = {"cpu": ["CPUExecutionProvider"],
-                 "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-                 "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]}
+    PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+                 "tensorrt": "TensorrtExecutionProvider"}
 
-    def __init__(self, model_path: Path, device: str = "cpu", precision: str = "fp32", threads: int | None = None):
+    def __init__(self, model_path: Path, device: str, precision: str, threads: int | None = None,
+                 batch_size: int = 1) -> None:
         import onnxruntime as ort
 
-        available = ort.get_available_providers()
-        wanted = self.PROVIDERS[device][0]
-        if wanted not in available:
-            raise SegmenterError(f"--device {device} needs ONNX Runtime's {wanted}, which this onnxruntime lacks "
-                                 f"(available: {', '.join(available)}); install onnxruntime-gpu for cuda/tensorrt")
-        self.input_hw, self.n_cls = _onnx_io(model_path)
+        provider = self.PROVIDERS[device]
+        if provider not in ort.get_available_providers():
+            raise SegmenterError(f"--device {device} needs ONNX Runtime's {provider}, which this onnxruntime lacks "
+                                 f"(available: {', '.join(ort.get_available_providers())}); "
+                                 "pip install -r requirements-gpu.txt on a CUDA host")
+        self.input_hw, self.n_cls = onnx_io(model_path)
+        if precision == "int8":
+            model_path = derived_model(model_path, "int8", _quantize_int8)
+        elif precision == "fp16" and device == "cuda":
+            model_path = derived_model(model_path, "fp16", _convert_fp16)
+        providers: list = [provider]
+        if device == "tensorrt":
+            h, w = self.input_hw
+            providers = [(provider, {
+                "trt_fp16_enable": precision == "fp16", "trt_engine_cache_enable": True,
+                "trt_engine_cache_path": str(model_path.parent / f"{model_path.stem}.trt_cache"),
+                "trt_profile_min_shapes": f"input:1x3x{h}x{w}",
+                "trt_profile_opt_shapes": f"input:{batch_size}x3x{h}x{w}",
+                "trt_profile_max_shapes": f"input:{max(batch_size, 1)}x3x{h}x{w}",
+            }), "CUDAExecutionProvider"]
+        if device != "cpu":
+            providers.append("CPUExecutionProvider")
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or os.cpu_count() or 1
-        self.session = ort.InferenceSession(str(model_path), options, providers=self.PROVIDERS[device])
+        options.intra_op_num_threads = threads or cpu_threads()
+        self.session = ort.InferenceSession(str(model_path), options, providers=providers)
         self.name = f"onnxruntime-{device} {precision}"
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(["output"], {"input": batch})[0]
 
 
-def open_engine(model_path: str | Path, device: str = "cpu", precision: str = "fp32",
-                threads: int | None = None) -> Engine:
-    """The engine for an exported ONNX model on `device` at `precision`."""
+class OpenVinoEngine:
+    """OpenVINO on the CPU, compiled for a fixed batch size (smaller batches are padded)."""
+
+    def __init__(self, model_path: Path, precision: str, threads: int | None = None, batch_size: int = 1) -> None:
+        try:
+            import openvino as ov
+        except ImportError:
+            raise SegmenterError("--device openvino needs OpenVINO: pip install -r requirements-openvino.txt") from None
+        core = ov.Core()
+        if precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+            raise SegmenterError("--precision bf16: this processor has no bfloat16 instructions (AVX512-BF16 or AMX)")
+        self.input_hw, self.n_cls = onnx_io(model_path)
+        self.batch_size = batch_size
+        model = core.read_model(str(model_path))
+        model.reshape({model.inputs[0]: [batch_size, 3, *self.input_hw]})
+        config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+                  "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads or cpu_threads()}
+        self.compiled = core.compile_model(model, "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.name = f"openvino-cpu {precision}"
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        n = batch.shape[0]
+        if n > self.batch_size:
+            return np.concatenate([self(batch[i:i + self.batch_size]) for i in range(0, n, self.batch_size)])
+        if n < self.batch_size:
+            batch = np.concatenate([batch, np.repeat(batch[-1:], self.batch_size - n, axis=0)])
+        out = self.request.infer({0: np.ascontiguousarray(batch)})[self.compiled.output(0)]
+        return np.array(out[:n], np.float32)  # a copy: the request reuses its output buffer
+
+
+def open_engine(model_path: str | Path, device: str = "cpu", precision: str = "fp32", threads: int | None = None,
+                batch_size: int = 1) -> Engine:
+    """The engine for an exported ONNX model on `device` at `precision`, tuned for `batch_size` windows."""
     model_path = Path(model_path)
     if model_path.suffix == ".om":
         raise SegmenterError(f"{model_path}: .om models run on Ascend hosts with `python3 -m ais_bench`")
     if not model_path.is_file():
         raise SegmenterError(f"{model_path}: model file not found")
-    if device not in DEVICES:
+    if device not in ENGINE_PRECISIONS:
         raise SegmenterError(f"unknown device '{device}' (known: {', '.join(DEVICES)})")
-    if precision not in PRECISIONS:
-        raise SegmenterError(f"unknown precision '{precision}' (known: {', '.join(PRECISIONS)})")
-    return OnnxRuntimeEngine(model_path, device, precision, threads)
+    if precision not in ENGINE_PRECISIONS[device]:
+        raise SegmenterError(f"--device {device} offers precisions {', '.join(ENGINE_PRECISIONS[device])}, "
+                             f"not '{precision}'")
+    if device == "openvino":
+        return OpenVinoEngine(model_path, precision, threads, batch_size)
+    return OnnxRuntimeEngine(model_path, device, precision, threads, batch_size)
+
+
+def available_devices() -> list[str]:
+    """Devices whose engine is installed here, fastest kind first."""
+    import onnxruntime as ort
+
+    providers = ort.get_available_providers()
+    found = [d for d in ("tensorrt", "cuda") if OnnxRuntimeEngine.PROVIDERS[d] in providers]
+    try:
+        import openvino  # noqa: F401
+
+        found.append("openvino")
+    except ImportError:
+        pass
+    return found + ["cpu"]
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        import openvino as ov
+    except ImportError:
+        return False
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def resolve_auto(device: str, precision: str) -> tuple[str, str]:
+    """Replace `auto` by the fastest installed device and its default precision.
+
+    Defaults are only precisions that cost at most 0.5 mIoU point on the demo model (see the README's
+    table): fp16 on GPUs, bf16 on CPUs that have it, else fp32. int8 is never a default.
+    """
+    if device == "auto":
+        device = available_devices()[0]
+    if precision == "auto":
+        precision = {"tensorrt": "fp16", "cuda": "fp16", "cpu": "fp32"}.get(device) or (
+            "bf16" if cpu_has_bf16() else "fp32")
+    return device, precision

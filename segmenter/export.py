@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .files import atomic_write
 from .errors import SegmenterError
+from .files import atomic_write
 from .model import Segmenter, set_fused_attention
 
 DEFAULT_OPSET = 17

@@ -78,6 +78,10 @@ class Scene:
         draw(m)
         return m.astype(bool)
 
+    def box(self, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+        """Mask of the filled rectangle with corners (x0, y0) and (x1, y1)."""
+        return self.mask(lambda m: cv2.rectangle(m, _poly((x0, y0)), _poly((x1, y1)), 1, -1))
+
 
 def _jitter(rng: np.random.Generator, colour, spread: float) -> np.ndarray:
     return np.clip(np.asarray(colour, np.float32) + rng.normal(0, spread, 3), 0, 255)
@@ -91,14 +95,13 @@ def draw_person(s: Scene, x: float, foot: float, height: float, cls: int = PERSO
     rng = s.rng
     inst = s.new_instance(cls)
     w = height * 0.28
-    shirt = _jitter(rng, rng.choice([(200, 40, 60), (60, 60, 160), (230, 200, 40), (40, 140, 60), (230, 120, 30)]), 25)
+    shirts = [(200, 40, 60), (60, 60, 160), (230, 200, 40), (40, 140, 60), (230, 120, 30)]
+    shirt = _jitter(rng, rng.choice(shirts), 25)
     legs = _jitter(rng, (40, 40, 70), 15)
-    torso = s.mask(lambda m: cv2.rectangle(m, _poly((x - w / 2, foot - height * 0.8)),
-                                           _poly((x + w / 2, foot - height * 0.42)), 1, -1))
+    torso = s.box(x - w / 2, foot - height * 0.8, x + w / 2, foot - height * 0.42)
     s.paint(torso, cls, shirt, "noise", 10, instance=inst)
     for dx in (-w * 0.3, w * 0.3):
-        leg = s.mask(lambda m, dx=dx: cv2.rectangle(m, _poly((x + dx - w * 0.14, foot - height * 0.43)),
-                                                     _poly((x + dx + w * 0.14, foot)), 1, -1))
+        leg = s.box(x + dx - w * 0.14, foot - height * 0.43, x + dx + w * 0.14, foot)
         s.paint(leg, cls, legs, "noise", 8, instance=inst)
     head = s.mask(lambda m: cv2.circle(m, _poly((x, foot - height * 0.89)), max(1, int(height * 0.1)), 1, -1))
     s.paint(head, cls, _jitter(rng, (225, 180, 150), 20), "noise", 6, instance=inst)
@@ -111,7 +114,7 @@ def draw_two_wheeler(s: Scene, x: float, ground: float, size: float, motor: bool
     r = size * (0.2 if motor else 0.18)
     length = size * (0.9 if motor else 0.75)
     colour = _jitter(rng, (30, 30, 200) if motor else (150, 20, 40), 20)
-    thickness = max(1, int(size * (0.09 if motor else 0.06)))
+    thickness = max(2, int(size * (0.1 if motor else 0.08)))
     wheels = [(x - length / 2, ground - r), (x + length / 2, ground - r)]
     for cx, cy in wheels:
         ring = s.mask(lambda m, c=(cx, cy): cv2.circle(m, _poly(c), max(2, int(r)), 1, thickness))
@@ -133,7 +136,8 @@ def draw_vehicle(s: Scene, cls: int, x: float, ground: float, scale: float) -> N
     inst = s.new_instance(cls)
     if cls == CAR:
         w, h = scale * 2.2, scale
-        body = _jitter(rng, rng.choice([(20, 30, 120), (180, 180, 185), (150, 20, 20), (30, 30, 30), (230, 230, 230)]), 20)
+        paints = [(20, 30, 120), (180, 180, 185), (150, 20, 20), (30, 30, 30), (230, 230, 230)]
+        body = _jitter(rng, rng.choice(paints), 20)
         parts = [("body", (x - w / 2, ground - h * 0.6, x + w / 2, ground - h * 0.15), body, "gradient"),
                  ("cabin", (x - w * 0.3, ground - h, x + w * 0.28, ground - h * 0.55), (60, 80, 110), "vstripes")]
     elif cls == TRUCK:
@@ -146,14 +150,16 @@ def draw_vehicle(s: Scene, cls: int, x: float, ground: float, scale: float) -> N
         w, h = scale * 4.5, scale * 1.9
         body = _jitter(rng, (230, 180, 20), 20)
         parts = [("body", (x - w / 2, ground - h, x + w / 2, ground - h * 0.12), body, "noise"),
-                 ("windows", (x - w * 0.46, ground - h * 0.9, x + w * 0.46, ground - h * 0.55), (40, 50, 70), "vstripes")]
+                 ("windows", (x - w * 0.46, ground - h * 0.9, x + w * 0.46, ground - h * 0.55), (40, 50, 70),
+                  "vstripes")]
     else:  # TRAIN (tram)
         w, h = scale * 7.0, scale * 2.0
         body = _jitter(rng, (210, 40, 40), 20)
         parts = [("body", (x - w / 2, ground - h, x + w / 2, ground - h * 0.05), body, "hstripes"),
-                 ("windows", (x - w * 0.48, ground - h * 0.85, x + w * 0.48, ground - h * 0.55), (200, 220, 230), "grid")]
+                 ("windows", (x - w * 0.48, ground - h * 0.85, x + w * 0.48, ground - h * 0.55), (200, 220, 230),
+                  "grid")]
     for _, (x0, y0, x1, y1), colour, texture in parts:
-        m = s.mask(lambda m, r=(x0, y0, x1, y1): cv2.rectangle(m, _poly(r[:2]), _poly(r[2:]), 1, -1))
+        m = s.box(x0, y0, x1, y1)
         s.paint(m, cls, colour, texture, 14, period=max(3.0, scale / 5), instance=inst)
     wheel_r = max(2, int(h * (0.17 if cls == CAR else 0.13)))
     for fx in ((-0.32, 0.32) if cls == CAR else (-0.38, -0.2, 0.35)):
@@ -174,7 +180,7 @@ def draw_street_scene(h: int, w: int, seed: int) -> Scene:
         bw = rng.uniform(0.08, 0.25) * w
         top = rng.uniform(0.02, 0.75) * horizon
         facade = _jitter(rng, rng.choice([(120, 110, 100), (170, 150, 120), (90, 90, 95), (150, 100, 80)]), 15)
-        m = s.mask(lambda m, x=x, bw=bw, top=top: cv2.rectangle(m, _poly((x, top)), _poly((x + bw, horizon + 2)), 1, -1))
+        m = s.box(x, top, x + bw, horizon + 2)
         s.paint(m, BUILDING, facade, "grid", 30, period=rng.uniform(0.03, 0.06) * h)
         x += bw + rng.uniform(-0.02, 0.05) * w
     # trees and hedges in front of the buildings
@@ -183,19 +189,19 @@ def draw_street_scene(h: int, w: int, seed: int) -> Scene:
         ax, ay = rng.uniform(0.04, 0.12) * w, rng.uniform(0.08, 0.18) * h
         m = s.mask(lambda m, c=(cx, cy), a=(ax, ay): cv2.ellipse(m, _poly(c), _poly(a), 0, 0, 360, 1, -1))
         s.paint(m, VEGETATION, _jitter(rng, (70, 120, 40), 12), "blotch", 25)
-        trunk = s.mask(lambda m, cx=cx, cy=cy, ay=ay: cv2.rectangle(m, _poly((cx - 0.006 * w, cy + ay * 0.7)),
-                                                                     _poly((cx + 0.006 * w, horizon + 0.02 * h)), 1, -1))
+        trunk = s.box(cx - 0.006 * w, cy + ay * 0.7, cx + 0.006 * w, horizon + 0.02 * h)
         s.paint(trunk, VEGETATION, (80, 60, 40), "noise", 8)
     # ground: road trapezoid towards a vanishing point, sidewalks, terrain strips
     vx = w * rng.uniform(0.35, 0.65)
     road_l, road_r = w * rng.uniform(-0.3, 0.15), w * rng.uniform(0.85, 1.3)
-    ground = s.mask(lambda m: cv2.rectangle(m, _poly((0, horizon)), _poly((w, h)), 1, -1))
+    ground = s.box(0, horizon, w, h)
     s.paint(ground, SIDEWALK, _jitter(rng, (175, 150, 160), 12), "grid", 18, period=rng.uniform(0.02, 0.04) * h)
     for side in (-1, 1):
         if rng.random() < 0.6:
             edge = road_l if side < 0 else road_r
             outer = edge + side * w * rng.uniform(0.15, 0.3)
-            pts = [(vx + side * w * 0.1, horizon), (vx + side * w * 0.2, horizon), (outer, h), (edge + side * w * 0.25, h)]
+            pts = [(vx + side * w * 0.1, horizon), (vx + side * w * 0.2, horizon), (outer, h),
+                   (edge + side * w * 0.25, h)]
             m = s.mask(lambda m, p=pts: cv2.fillPoly(m, [_poly(p)], 1))
             m &= ground
             s.paint(m, TERRAIN, _jitter(rng, (150, 170, 90), 12), "noise", 18)
@@ -205,54 +211,54 @@ def draw_street_scene(h: int, w: int, seed: int) -> Scene:
     for t in np.linspace(0.1, 1.0, 7):  # dashed centre line, part of the road
         y0, y1 = horizon + (h - horizon) * t ** 2, horizon + (h - horizon) * min(1.0, (t + 0.07) ** 2)
         half = 0.002 * w + 0.008 * w * t
-        m = s.mask(lambda m, a=(y0, y1, half): cv2.rectangle(m, _poly((vx - a[2], a[0])), _poly((vx + a[2], a[1])), 1, -1))
+        m = s.box(vx - half, y0, vx + half, y1)
         s.paint(m & road, ROAD, (225, 225, 220), "noise", 5)
     # a wall or fence along the sidewalk's far edge
-    for _ in range(rng.integers(0, 3)):
+    for _ in range(rng.integers(1, 3)):
         x0 = rng.uniform(0, w * 0.8)
         x1 = x0 + rng.uniform(0.1, 0.35) * w
         top = horizon - rng.uniform(0.04, 0.1) * h
-        m = s.mask(lambda m, a=(x0, x1, top): cv2.rectangle(m, _poly((a[0], a[2])), _poly((a[1], horizon + 0.02 * h)), 1, -1))
+        m = s.box(x0, top, x1, horizon + 0.02 * h)
         if rng.random() < 0.5:
             s.paint(m, WALL, _jitter(rng, (125, 125, 160), 12), "hstripes", 12, period=0.02 * h)
         else:
-            bars = m & (np.arange(w)[None, :] % max(3, int(0.012 * w)) < max(1, int(0.005 * w)))
-            bars |= m & (np.abs(np.arange(h)[:, None] - top) < max(1, 0.006 * h))
+            bars = m & (np.arange(w)[None, :] % max(4, int(0.016 * w)) < max(2, int(0.008 * w)))
+            bars |= m & (np.abs(np.arange(h)[:, None] - top) < max(2, 0.01 * h))
             s.paint(bars, FENCE, _jitter(rng, (190, 160, 150), 12), "noise", 10)
     # poles with signs and traffic lights
     for _ in range(rng.integers(1, 5)):
         px = rng.uniform(0.02, 0.98) * w
         foot = horizon + rng.uniform(0.05, 0.35) * (h - horizon)
         height = (foot - horizon) * rng.uniform(2.5, 4.0) + 0.1 * h
-        pw = max(2.0, 0.006 * w * (foot - horizon) / (h - horizon) + 1.5)
-        m = s.mask(lambda m, a=(px, foot, height, pw): cv2.rectangle(m, _poly((a[0] - a[3] / 2, a[1] - a[2])),
-                                                                     _poly((a[0] + a[3] / 2, a[1])), 1, -1))
+        pw = max(4.0, 0.012 * w * (foot - horizon) / (h - horizon) + 3)
+        m = s.box(px - pw / 2, foot - height, px + pw / 2, foot)
         s.paint(m, POLE, _jitter(rng, (150, 150, 150), 10), "vstripes", 15, period=3)
         top = foot - height
-        size = max(4.0, pw * 4)
+        size = max(8.0, pw * 3)
         if rng.random() < 0.55:
             m = s.mask(lambda m, a=(px, top, size): cv2.circle(m, _poly((a[0], a[1] + a[2])), int(a[2]), 1, -1))
-            s.paint(m, SIGN, _jitter(rng, rng.choice([(220, 210, 20), (30, 80, 200), (220, 30, 30)]), 15), "noise", 10)
+            colour = _jitter(rng, rng.choice([(220, 210, 20), (30, 80, 200), (220, 30, 30)]), 15)
+            s.paint(m, SIGN, colour, "noise", 10)
         else:
-            m = s.mask(lambda m, a=(px, top, size): cv2.rectangle(m, _poly((a[0] - a[2] * 0.5, a[1])),
-                                                                  _poly((a[0] + a[2] * 0.5, a[1] + a[2] * 2.2)), 1, -1))
+            m = s.box(px - size * 0.5, top, px + size * 0.5, top + size * 2.2)
             s.paint(m, LIGHT, (30, 30, 25), "noise", 5)
-            lamp = s.mask(lambda m, a=(px, top, size): cv2.circle(m, _poly((a[0], a[1] + a[2] * (0.5 + rng.integers(3) * 0.6))),
-                                                                   max(1, int(a[2] * 0.3)), 1, -1))
+            lamp_y = top + size * (0.5 + rng.integers(3) * 0.6)
+            lamp = s.mask(lambda m: cv2.circle(m, _poly((px, lamp_y)), max(1, int(size * 0.3)), 1, -1))
             s.paint(lamp, LIGHT, rng.choice([(250, 170, 30), (240, 40, 20), (40, 230, 80)]), "noise", 5)
     # traffic and people, far to near
     objects = []
-    for _ in range(rng.integers(3, 9)):
-        t = rng.uniform(0.08, 1.0)
-        objects.append((t, rng.choice([CAR, CAR, CAR, TRUCK, BUS, TRAIN, MOTORCYCLE, BICYCLE, PERSON, PERSON])))
+    for _ in range(rng.integers(4, 10)):
+        t = rng.uniform(0.2, 1.0)
+        objects.append((t, rng.choice([CAR, CAR, TRUCK, BUS, TRAIN, MOTORCYCLE, BICYCLE, PERSON, PERSON])))
     for t, cls in sorted(objects):
         ground_y = horizon + (h - horizon) * t
-        scale = 0.02 * h + 0.3 * h * t
+        scale = 0.06 * h + 0.3 * h * t
         if cls in (CAR, TRUCK, BUS, TRAIN):
             lo, hi = vx + (road_l - vx) * t, vx + (road_r - vx) * t
-            draw_vehicle(s, cls, rng.uniform(lo, hi), ground_y, scale * 0.55)
+            draw_vehicle(s, cls, rng.uniform(lo, hi), ground_y, scale * 0.45)
         elif cls in (MOTORCYCLE, BICYCLE):
-            draw_two_wheeler(s, rng.uniform(0, w), ground_y, scale * 0.6, cls == MOTORCYCLE, rng.random() < 0.7)
+            x = rng.uniform(0.05, 0.95) * w
+            draw_two_wheeler(s, x, ground_y, scale * 0.6, cls == MOTORCYCLE, rng.random() < 0.7)
         else:
             draw_person(s, rng.uniform(0, w), ground_y, scale * 1.1)
     # ego vehicle: the hood at the bottom, void in the evaluation

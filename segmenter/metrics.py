@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .files import atomic_write
 from .data import IGNORE_INDEX
+from .files import atomic_write
 
 CITYSCAPES_CLASSES = (
     "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
@@ -108,19 +108,23 @@ def write_metrics(path: str | Path, matrix: np.ndarray) -> dict:
     return scores
 
 
+def colourize(labels: np.ndarray) -> np.ndarray:
+    """(H, W) class indices -> (H, W, 3) uint8 BGR in the official palette (repeated beyond 19 classes)."""
+    palette = np.asarray(CITYSCAPES_COLORS, np.uint8)[:, ::-1]
+    return palette[np.arange(256) % len(palette)][labels]
+
+
 def save_prediction_pngs(pred_dir: str | Path, stem: str, labels: np.ndarray, n_cls: int) -> None:
     """Write `labelIds/<stem>.png` and `color/<stem>.png` for an (H, W) uint8 train-id map.
 
     labelIds holds Cityscapes label ids (what the official evaluator reads) for a 19-class model and the
-    class index otherwise; color uses the official palette (repeated beyond 19 classes).
+    class index otherwise; color uses the official palette.
     """
     pred_dir = Path(pred_dir)
     label_lut = np.arange(256, dtype=np.uint8)
     if n_cls == len(CITYSCAPES_CLASSES):
         label_lut[:n_cls] = CITYSCAPES_LABEL_IDS
-    palette = np.asarray(CITYSCAPES_COLORS, np.uint8)[:, ::-1]  # BGR for OpenCV
-    colour_lut = palette[np.arange(256) % len(palette)]
-    for sub, image in (("labelIds", label_lut[labels]), ("color", colour_lut[labels])):
+    for sub, image in (("labelIds", label_lut[labels]), ("color", colourize(labels))):
         (pred_dir / sub).mkdir(parents=True, exist_ok=True)
         atomic_write(pred_dir / sub / f"{stem}.png", lambda tmp, im=image: write_png(tmp, im))
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from .files import atomic_write
 from .data import ImagePlan, Sample, WindowConfig, list_cityscapes, preprocess_image, read_image
+from .engines import cpu_threads
 from .errors import SegmenterError
+from .files import atomic_write
 from .windows import GUIDE_LAYOUT, cut_windows, window_anchors
 
 MANIFEST_VERSION = 1
@@ -105,7 +106,7 @@ def run_preprocess(data_root: Path, bin_dir: Path, gt_path: Path, cfg: WindowCon
         print(f"warning: {bin_dir} holds {len(stale)} .bin files of other images (e.g. {stale[0].name}); "
               "an inference run on the folder will include them")
     jobs = [(s, cfg, bin_dir) for s in samples]
-    workers = workers or min(len(jobs), os.cpu_count() or 1)
+    workers = workers or min(len(jobs), cpu_threads())
     bar = dict(total=len(jobs), desc="preprocess", unit="img")
     if workers <= 1:
         _init_worker()

@@ -115,7 +115,8 @@ def test_preprocess_layout(chain):
     manifest = json.loads((chain / "gt_file.json").read_text())
     assert manifest["window_size"] == 64 and manifest["window_stride"] == 32 and manifest["n_cls"] == 19
     first = manifest["images"][0]
-    assert first["original_hw"] == list(IMAGE_HW) and first["resized_hw"] == [48, 96] and first["canvas_hw"] == [64, 128]
+    assert first["original_hw"] == list(IMAGE_HW)
+    assert first["resized_hw"] == [48, 96] and first["canvas_hw"] == [64, 128]
     assert first["anchors"] == [[0, 0], [0, 32], [0, 64]]
     assert len(bins) == N_IMAGES * 3 and all(n.endswith(tuple(f"_{k}.bin" for k in range(3))) for n in bins)
     assert all((chain / "bins" / n).stat().st_size == 3 * 64 * 64 * 4 for n in bins)
@@ -138,12 +139,13 @@ def test_infer_layout_and_summary(chain):
 
 
 def test_infer_pure_inference_prints_throughput():
-    from segmenter.checkpoint import write_random_checkpoint
-
     import tempfile
+
+    from segmenter.checkpoint import write_random_checkpoint
     with tempfile.TemporaryDirectory() as tmp:
         write_random_checkpoint(tmp, "tiny")
-        assert run_script("segmenter_pytorch2onnx.py", "-c", f"{tmp}/checkpoint.pth", "-o", f"{tmp}/m.onnx").returncode == 0
+        proc = run_script("segmenter_pytorch2onnx.py", "-c", f"{tmp}/checkpoint.pth", "-o", f"{tmp}/m.onnx")
+        assert proc.returncode == 0, proc.stderr
         proc = run_script("segmenter_infer.py", "--model", f"{tmp}/m.onnx", "--loop", "5", "--batchsize", "3")
     assert proc.returncode == 0, proc.stderr
     last = [line for line in proc.stdout.splitlines() if "throughput" in line][-1]

@@ -15,7 +15,8 @@ from segmenter.fakecity import write_split  # noqa: E402
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-root", required=True, help="Folder to create cityscapes/ in.")
-    parser.add_argument("--split", default="val", help="Split to write (val: frankfurt, lindau, munster). Default: val.")
+    parser.add_argument("--split", default="val",
+                        help="Split to write (val: frankfurt, lindau, munster). Default: val.")
     parser.add_argument("--n-images", type=int, default=6, help="Number of images. Default: 6.")
     parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=(256, 512),
                         help="Image height and width in pixels. Default: 256 512.")

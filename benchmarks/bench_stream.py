@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Streaming evaluation at Cityscapes scale: overhead of pre/post-processing over pure inference, peak memory.
+
+Generates 1024x2048 scenes, a random released-format checkpoint (Seg-L by default), exports it, then in
+one fresh process each: (a) the engine alone on every window of the data set (pure inference), (b)
+segmenter_eval's streaming pipeline over the same images. Prints both times, the overhead and peak RSS.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PURE = """
+import sys, time, json
+sys.path.insert(0, {root!r})
+import numpy as np
+from segmenter.data import ImagePlan, WindowConfig, list_cityscapes, read_image
+from segmenter.engines import open_engine
+from segmenter.variant import load_variant
+cfg = WindowConfig.from_variant(load_variant({variant!r}), window_stride={stride})
+samples = list_cityscapes({data!r})
+n = sum(len(ImagePlan.for_image(s, read_image(s.image_path).shape[:2], cfg).anchors) for s in samples)
+engine = open_engine({onnx!r}, {device!r}, {precision!r}, batch_size={bs})
+x = np.random.default_rng(0).normal(size=({bs}, 3, cfg.window_size, cfg.window_size)).astype(np.float32)
+engine(x)
+t = time.perf_counter()
+for _ in range(-(-n // {bs})):
+    engine(x)
+import resource
+print(json.dumps({{"seconds": time.perf_counter() - t, "windows": n,
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+STREAM = """
+import sys, time, json
+sys.path.insert(0, {root!r})
+import numpy as np
+from segmenter.data import WindowConfig, list_cityscapes
+from segmenter.engines import open_engine
+from segmenter.evaluate import stream_evaluate
+from segmenter.variant import load_variant
+cfg = WindowConfig.from_variant(load_variant({variant!r}), window_stride={stride})
+engine = open_engine({onnx!r}, {device!r}, {precision!r}, batch_size={bs})
+engine(np.zeros(({bs}, 3, cfg.window_size, cfg.window_size), np.float32))
+t = time.perf_counter()
+stream_evaluate(list_cityscapes({data!r}), cfg, engine, {bs}, workers=2)
+import resource
+print(json.dumps({{"seconds": time.perf_counter() - t,
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+
+def run(code: str) -> dict:
+    """Run code in a fresh interpreter; it prints a JSON line with its time and its own peak RSS."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if out.returncode:
+        sys.exit(out.stderr)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size", default="L", help="Model shape (T, S, B, L). Default: L.")
+    parser.add_argument("--images", type=int, default=3, help="1024x2048 images. Default: 3.")
+    parser.add_argument("--device", default="openvino", help="Engine target. Default: openvino.")
+    parser.add_argument("--precision", default="bf16", help="Engine precision. Default: bf16.")
+    parser.add_argument("--batch-size", type=int, default=1, help="Windows per engine call. Default: 1.")
+    parser.add_argument("--stride", type=int, default=736, help="Window stride. Default: 736 (6 windows/image).")
+    args = parser.parse_args()
+    from segmenter.checkpoint import load_model, write_random_checkpoint
+    from segmenter.export import export_onnx
+    from segmenter.fakecity import write_split
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        write_split(tmp / "data", "val", args.images, (1024, 2048), seed=7)
+        ckpt = write_random_checkpoint(tmp / "model", args.size, image_size=768, im_size=1024)
+        model, _ = load_model(ckpt)
+        export_onnx(model, tmp / "model.onnx", (768, 768), log=lambda _: None)
+        del model
+        fields = dict(root=str(ROOT), variant=str(tmp / "model" / "variant.yml"), data=str(tmp / "data"),
+                      onnx=str(tmp / "model.onnx"), device=args.device, precision=args.precision,
+                      bs=args.batch_size, stride=args.stride)
+        pure = run(PURE.format(**fields))
+        stream = run(STREAM.format(**fields))
+    overhead = stream["seconds"] / pure["seconds"] - 1
+    print(f"Seg-{args.size}, {args.device} {args.precision}, batch {args.batch_size}, {args.images} images of "
+          f"1024x2048 = {pure['windows']} windows of 768 (stride {args.stride})")
+    print(f"  pure inference: {pure['seconds']:.1f} s ({pure['seconds'] / pure['windows']:.2f} s/window), "
+          f"peak RSS {pure['peak_mb']:.0f} MB")
+    print(f"  streaming eval: {stream['seconds']:.1f} s, peak RSS {stream['peak_mb']:.0f} MB; "
+          f"pre/post-processing adds {overhead * 100:+.1f}%")
+
+
+if __name__ == "__main__":
+    main()
