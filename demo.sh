@@ -7,12 +7,15 @@
 #   --data-root DIR       folder that contains cityscapes/ (default: a generated val set in the work dir)
 #   --work-dir DIR        where every output goes (default: runs/demo)
 #   --window-stride N     window stride (default: window - 32, the guide's; upstream uses 512 at 768)
+#   --route R             files: the guide's steps with .bin files between them (default);
+#                         stream: segmenter_eval.py, no intermediate files (for the full Cityscapes val set)
 #   --device D            engine target for inference and perf (default: cpu)
 #   --batch-sizes "..."   batch sizes of the perf table (default: "1 4 8 16")
 #   --perf-loop N         timed runs per batch size in the perf table (default: 20)
 set -euo pipefail
 cd "$(dirname "$0")"
 checkpoint=models/demo/checkpoint.pth data_root="" work=runs/demo stride="" device=cpu batch_sizes="1 4 8 16" loop=20
+route=files
 while [ $# -gt 0 ]; do
     case $1 in
         --checkpoint) checkpoint=$2; shift 2 ;;
@@ -22,7 +25,8 @@ while [ $# -gt 0 ]; do
         --device) device=$2; shift 2 ;;
         --batch-sizes) batch_sizes=$2; shift 2 ;;
         --perf-loop) loop=$2; shift 2 ;;
-        -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --route) route=$2; shift 2 ;;
+        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "error: unknown option $1 (see bash demo.sh --help)" >&2; exit 2 ;;
     esac
 done
@@ -38,13 +42,23 @@ if [ -z "$data_root" ]; then
 fi
 variant=$(dirname "$checkpoint")/variant.yml
 run $py segmenter_pytorch2onnx.py -c "$checkpoint" -o "$work/model.onnx"
-run $py segmenter_preprocess.py --cfg-path "$variant" --data-root "$data_root" --bin-dir "$work/bins" \
-    --gt-path "$work/gt_file.txt" ${stride:+--window-stride "$stride"}
-run $py segmenter_infer.py --model "$work/model.onnx" --input "$work/bins" --output "$work/result" \
-    --output_dirname result_bs1 --batchsize 1 --device "$device"
-run $py segmenter_postprocess.py --result-dir "$work/result/result_bs1" --gt-path "$work/gt_file.txt" \
-    --metrics-path "$work/metrics.yaml" --pred-dir "$work/pred"
+if [ "$route" = stream ]; then
+    run $py segmenter_eval.py --model "$work/model.onnx" --cfg-path "$variant" --data-root "$data_root" \
+        --device "$device" --metrics-path "$work/metrics.yaml" --pred-dir "$work/pred" ${stride:+--window-stride "$stride"}
+    overlay_source=(--data-root "$data_root")
+elif [ "$route" = files ]; then
+    run $py segmenter_preprocess.py --cfg-path "$variant" --data-root "$data_root" --bin-dir "$work/bins" \
+        --gt-path "$work/gt_file.txt" ${stride:+--window-stride "$stride"}
+    run $py segmenter_infer.py --model "$work/model.onnx" --input "$work/bins" --output "$work/result" \
+        --output_dirname result_bs1 --batchsize 1 --device "$device"
+    run $py segmenter_postprocess.py --result-dir "$work/result/result_bs1" --gt-path "$work/gt_file.txt" \
+        --metrics-path "$work/metrics.yaml" --pred-dir "$work/pred"
+    overlay_source=(--gt-path "$work/gt_file.txt")
+else
+    echo "error: --route must be files or stream, got $route" >&2
+    exit 2
+fi
 run bash perf.sh "$work/model.onnx" --batch-sizes "$batch_sizes" --loop "$loop" --device "$device" --csv "$work/perf.csv"
-run $py tools/make_overlays.py --gt-path "$work/gt_file.txt" --pred-dir "$work/pred" --out-dir "$work/overlays"
+run $py tools/make_overlays.py "${overlay_source[@]}" --pred-dir "$work/pred" --out-dir "$work/overlays"
 echo
 echo "metrics: $work/metrics.yaml   perf: $work/perf.csv   overlays: $work/overlays/"

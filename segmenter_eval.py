@@ -35,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto",
                         help=f"Engine target: auto (fastest installed) or one of {', '.join(DEVICES)}. Default: auto.")
     parser.add_argument("--precision", default="auto",
-                        help=f"auto (the device's default: fp16 on GPUs, bf16 on CPUs that have it, else fp32) or "
+                        help=f"auto (the device's default: fp16 on GPUs, bf16 on CPUs with AMX, else fp32) or "
                              f"one of {', '.join(PRECISIONS)}. Default: auto.")
     parser.add_argument("--batch-size", type=int, default=1,
                         help="Windows per engine call, across image boundaries. Default: 1.")

@@ -47,19 +47,13 @@ class Engine(Protocol):
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
 
 
-def onnx_io(model_path: Path) -> tuple[tuple[int, int], int]:
-    """(H, W) of the model's `input` and K of its `output`, from the graph (weights not loaded)."""
-    import onnx
-
-    try:
-        graph = onnx.load(str(model_path), load_external_data=False).graph
-    except Exception as exc:  # noqa: BLE001 - onnx raises several types for a bad file
-        raise SegmenterError(f"{model_path}: not a readable ONNX model ({str(exc).splitlines()[0][:120]})") from None
-    dims_in = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
-    dims_out = [d.dim_value for d in graph.output[0].type.tensor_type.shape.dim]
-    if len(dims_in) != 4 or dims_in[1] != 3 or not all(dims_in[2:]) or len(dims_out) != 4 or not dims_out[1]:
-        raise SegmenterError(f"{model_path}: expected input (N, 3, H, W) and output (N, K, H, W) with fixed H, W, K; "
-                             "export it with segmenter_pytorch2onnx.py")
+def checked_io(model_path: Path, dims_in: list, dims_out: list) -> tuple[tuple[int, int], int]:
+    """(H, W) of the model's input and K of its output from their shapes (ints, or names for dynamic axes)."""
+    static = lambda d: isinstance(d, int) and d > 0  # noqa: E731
+    if len(dims_in) != 4 or dims_in[1] != 3 or not all(map(static, dims_in[2:])) or len(dims_out) != 4 \
+            or not static(dims_out[1]):
+        raise SegmenterError(f"{model_path}: expected input (N, 3, H, W) and output (N, K, H, W) with fixed H, W, K, "
+                             f"got {dims_in} and {dims_out}; export it with segmenter_pytorch2onnx.py")
     return (dims_in[2], dims_in[3]), dims_out[1]
 
 
@@ -73,9 +67,18 @@ def derived_model(model_path: Path, tag: str, make) -> Path:
 
 
 def _quantize_int8(src: str, dst: str) -> None:
+    """Dynamic quantization: int8 matmul weights, activations quantized per call (u8 x s8, VNNI on x86)."""
+    import logging
+
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(src, dst, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantizer logs advice on the root logger
+    try:
+        quantize_dynamic(src, dst, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+    finally:
+        root.setLevel(level)
 
 
 def _convert_fp16(src: str, dst: str) -> None:
@@ -92,8 +95,7 @@ class OnnxRuntimeEngine:
     PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
                  "tensorrt": "TensorrtExecutionProvider"}
 
-    def __init__(self, model_path: Path, device: str, precision: str, threads: int | None = None,
-                 batch_size: int = 1) -> None:
+    def __init__(self, model_path: Path, device: str, precision: str, threads: int | None = None) -> None:
         import onnxruntime as ort
 
         provider = self.PROVIDERS[device]
@@ -101,27 +103,28 @@ class OnnxRuntimeEngine:
             raise SegmenterError(f"--device {device} needs ONNX Runtime's {provider}, which this onnxruntime lacks "
                                  f"(available: {', '.join(ort.get_available_providers())}); "
                                  "pip install -r requirements-gpu.txt on a CUDA host")
-        self.input_hw, self.n_cls = onnx_io(model_path)
         if precision == "int8":
             model_path = derived_model(model_path, "int8", _quantize_int8)
         elif precision == "fp16" and device == "cuda":
             model_path = derived_model(model_path, "fp16", _convert_fp16)
         providers: list = [provider]
-        if device == "tensorrt":
-            h, w = self.input_hw
+        if device == "tensorrt":  # callers pad to one batch size, so one engine is built (and cached)
             providers = [(provider, {
                 "trt_fp16_enable": precision == "fp16", "trt_engine_cache_enable": True,
                 "trt_engine_cache_path": str(model_path.parent / f"{model_path.stem}.trt_cache"),
-                "trt_profile_min_shapes": f"input:1x3x{h}x{w}",
-                "trt_profile_opt_shapes": f"input:{batch_size}x3x{h}x{w}",
-                "trt_profile_max_shapes": f"input:{max(batch_size, 1)}x3x{h}x{w}",
             }), "CUDAExecutionProvider"]
         if device != "cpu":
             providers.append("CPUExecutionProvider")
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads or cpu_threads()
-        self.session = ort.InferenceSession(str(model_path), options, providers=providers)
+        try:
+            self.session = ort.InferenceSession(str(model_path), options, providers=providers)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types for a bad file
+            reason = str(exc).splitlines()[0][:160]
+            raise SegmenterError(f"{model_path}: ONNX Runtime cannot load it ({reason})") from None
+        self.input_hw, self.n_cls = checked_io(model_path, self.session.get_inputs()[0].shape,
+                                               self.session.get_outputs()[0].shape)
         self.name = f"onnxruntime-{device} {precision}"
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
@@ -139,9 +142,13 @@ class OpenVinoEngine:
         core = ov.Core()
         if precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
             raise SegmenterError("--precision bf16: this processor has no bfloat16 instructions (AVX512-BF16 or AMX)")
-        self.input_hw, self.n_cls = onnx_io(model_path)
         self.batch_size = batch_size
-        model = core.read_model(str(model_path))
+        try:
+            model = core.read_model(str(model_path))
+        except RuntimeError as exc:
+            raise SegmenterError(f"{model_path}: OpenVINO cannot read it ({str(exc).splitlines()[0][:160]})") from None
+        shape = lambda port: [d.get_length() if d.is_static else "?" for d in port.get_partial_shape()]  # noqa: E731
+        self.input_hw, self.n_cls = checked_io(model_path, shape(model.inputs[0]), shape(model.outputs[0]))
         model.reshape({model.inputs[0]: [batch_size, 3, *self.input_hw]})
         config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
                   "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads or cpu_threads()}
@@ -174,7 +181,7 @@ def open_engine(model_path: str | Path, device: str = "cpu", precision: str = "f
                              f"not '{precision}'")
     if device == "openvino":
         return OpenVinoEngine(model_path, precision, threads, batch_size)
-    return OnnxRuntimeEngine(model_path, device, precision, threads, batch_size)
+    return OnnxRuntimeEngine(model_path, device, precision, threads)
 
 
 def available_devices() -> list[str]:
@@ -193,6 +200,7 @@ def available_devices() -> list[str]:
 
 
 def cpu_has_bf16() -> bool:
+    """bfloat16 instructions of any kind (AVX512-BF16 or AMX), as OpenVINO sees them."""
     try:
         import openvino as ov
     except ImportError:
@@ -200,15 +208,30 @@ def cpu_has_bf16() -> bool:
     return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
+def cpu_has_amx() -> bool:
+    """AMX tiles usable by this process: Linux lists amx_bf16 only when the OS enables the tile state."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return any(line.startswith("flags") and " amx_bf16" in line for line in fh)
+    except OSError:
+        return False
+
+
 def resolve_auto(device: str, precision: str) -> tuple[str, str]:
     """Replace `auto` by the fastest installed device and its default precision.
 
-    Defaults are only precisions that cost at most 0.5 mIoU point on the demo model (see the README's
-    table): fp16 on GPUs, bf16 on CPUs that have it, else fp32. int8 is never a default.
+    Defaults: fp16 on GPUs; bf16 on CPUs with AMX, where its matrix units make it several times faster
+    than fp32 (with AVX512-BF16 alone it is slower than fp32); else fp32. Each costs at most 0.5 mIoU
+    point on the demo model (README). int8 is offered, never a default: dynamic activation quantization
+    is not established for large ViTs.
     """
     if device == "auto":
         device = available_devices()[0]
     if precision == "auto":
-        precision = {"tensorrt": "fp16", "cuda": "fp16", "cpu": "fp32"}.get(device) or (
-            "bf16" if cpu_has_bf16() else "fp32")
+        if device in ("tensorrt", "cuda"):
+            precision = "fp16"
+        elif device == "openvino" and cpu_has_amx() and cpu_has_bf16():
+            precision = "bf16"
+        else:
+            precision = "fp32"
     return device, precision

@@ -51,7 +51,7 @@ def _prepared(samples: list[Sample], cfg: WindowConfig, workers: int, ahead: int
 class _Scorer(threading.Thread):
     """Consumes finished mergers: predict, compare with the ground truth, optionally save PNGs."""
 
-    def __init__(self, n_cls: int, pred_dir: Path | None, bar: tqdm, depth: int = 2) -> None:
+    def __init__(self, n_cls: int, pred_dir: Path | None, bar: tqdm, depth: int = 1) -> None:
         super().__init__(daemon=True)
         self.inbox: queue.Queue = queue.Queue(maxsize=depth)
         self.confusion = ConfusionMatrix(n_cls)

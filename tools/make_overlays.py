@@ -12,6 +12,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from segmenter.data import list_cityscapes  # noqa: E402
 from segmenter.errors import SegmenterError, run_cli  # noqa: E402
 from segmenter.metrics import colourize, write_png  # noqa: E402
 from segmenter.preprocess import manifest_beside  # noqa: E402
@@ -19,29 +20,43 @@ from segmenter.preprocess import manifest_beside  # noqa: E402
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--gt-path", required=True, help="gt_file.txt of the run; its manifest gives the image paths.")
-    parser.add_argument("--pred-dir", required=True, help="--pred-dir of segmenter_postprocess.py (uses color/).")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--gt-path", help="gt_file.txt of a file-route run; its manifest gives the image paths.")
+    source.add_argument("--data-root",
+                        help="Or the data set's folder (contains cityscapes/), e.g. after segmenter_eval.py.")
+    parser.add_argument("--split", default="val", help="Split, with --data-root. Default: val.")
+    parser.add_argument("--pred-dir", required=True,
+                        help="--pred-dir of segmenter_postprocess.py or segmenter_eval.py (uses color/).")
     parser.add_argument("--out-dir", required=True, help="Folder to write <stem>_overlay.png into.")
     parser.add_argument("--count", type=int, default=4, help="How many images. Default: 4.")
     parser.add_argument("--alpha", type=float, default=0.55, help="Opacity of the prediction colours. Default: 0.55.")
     return parser.parse_args(argv)
 
 
-def main(args: argparse.Namespace) -> int:
+def images_and_truths(args: argparse.Namespace) -> list[tuple[str, str, str]]:
+    """(stem, image path, gt path) of every image of the run."""
+    if args.data_root:
+        return [(s.stem, str(s.image_path), str(s.gt_path)) for s in list_cityscapes(args.data_root, args.split)]
     manifest = manifest_beside(args.gt_path)
     if not manifest.is_file():
         raise SegmenterError(f"{manifest}: manifest not found; run segmenter_preprocess.py first")
+    return [(e["stem"], e["image_path"], e["gt_path"]) for e in json.loads(manifest.read_text())["images"]]
+
+
+def main(args: argparse.Namespace) -> int:
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for entry in json.loads(manifest.read_text())["images"][: args.count]:
-        image = cv2.imread(entry["image_path"], cv2.IMREAD_COLOR)
-        pred = cv2.imread(str(Path(args.pred_dir) / "color" / f"{entry['stem']}.png"), cv2.IMREAD_COLOR)
-        gt = cv2.imread(entry["gt_path"], cv2.IMREAD_UNCHANGED)
+    entries = images_and_truths(args)
+    step = max(1, len(entries) // max(1, args.count))  # spread over the data set (its cities)
+    for stem, image_path, gt_path in entries[::step][: args.count]:
+        image = cv2.imread(image_path, cv2.IMREAD_COLOR)
+        pred = cv2.imread(str(Path(args.pred_dir) / "color" / f"{stem}.png"), cv2.IMREAD_COLOR)
+        gt = cv2.imread(gt_path, cv2.IMREAD_UNCHANGED)
         if image is None or pred is None or gt is None:
-            raise SegmenterError(f"{entry['name']}: image, prediction or ground truth missing")
+            raise SegmenterError(f"{stem}: image, prediction or ground truth missing")
         blend = cv2.addWeighted(image, 1 - args.alpha, pred, args.alpha, 0)
         truth = np.where((gt == 255)[..., None], image // 3, colourize(gt))  # ignored pixels dimmed
-        target = out_dir / f"{entry['stem']}_overlay.png"
+        target = out_dir / f"{stem}_overlay.png"
         write_png(target, np.concatenate([image, blend, truth], axis=1))
         print(f"wrote {target}")
     return 0
