@@ -26,7 +26,7 @@ while [ $# -gt 0 ]; do
         --batch-sizes) batch_sizes=$2; shift 2 ;;
         --perf-loop) loop=$2; shift 2 ;;
         --route) route=$2; shift 2 ;;
-        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "error: unknown option $1 (see bash demo.sh --help)" >&2; exit 2 ;;
     esac
 done

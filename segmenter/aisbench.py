@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -59,16 +58,11 @@ def output_name(input_path: Path, index: int, fmt: str) -> str:
     return f"{input_path.name.split('.')[0]}_{index}.{fmt}"
 
 
-@dataclass
-class Timings:
-    """Per-inference compute times in milliseconds."""
-
-    ms: list[float]
-
-    def summary(self) -> dict:
-        t = np.asarray(self.ms, np.float64)
-        return {"min": float(t.min()), "max": float(t.max()), "mean": float(t.mean()),
-                "median": float(np.median(t)), "percentile(99%)": float(np.percentile(t, 99)), "count": len(t)}
+def time_summary(ms: list[float]) -> dict:
+    """ais_bench's NPU_compute_time block from per-inference times in milliseconds."""
+    t = np.asarray(ms, np.float64)
+    return {"min": float(t.min()), "max": float(t.max()), "mean": float(t.mean()), "median": float(np.median(t)),
+            "percentile(99%)": float(np.percentile(t, 99)), "count": len(t)}
 
 
 def timed(engine: Engine, batch: np.ndarray, timings: list[float]) -> np.ndarray:
@@ -117,7 +111,7 @@ def run_benchmark(engine: Engine, *, inputs: list[Path] | None, output_dir: Path
                     _write_output(target, logits[None], fmt)
                     outfiles.append(str(target))
             filesinfo[str(n)] = {"infiles": [str(f) for f in group], "outfiles": outfiles}
-    stats = Timings(ms).summary()
+    stats = time_summary(ms)
     throughput = 1000 * batch_size / stats["mean"]
     summary = {"NPU_compute_time": stats, "H2D_latency": {}, "D2H_latency": {}, "throughput": throughput,
                "batchsize": batch_size, "engine": engine.name, "filesinfo": filesinfo}
