@@ -28,7 +28,7 @@ ENGINE_PRECISIONS = {
     "tensorrt": ("fp32", "fp16"),
 }
 DEVICES = tuple(ENGINE_PRECISIONS)
-PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+PRECISIONS = tuple(dict.fromkeys(p for offered in ENGINE_PRECISIONS.values() for p in offered))
 
 
 def cpu_threads() -> int:
