@@ -1,44 +1,71 @@
 #!/usr/bin/env bash
 # Throughput per batch size: ais_bench on PREFIX_bs<N>.om where ais_bench is installed, else
 # segmenter_infer.py --loop on the ONNX model. Prints a table and writes a CSV.
+#
 # Usage: bash perf.sh MODEL [options]
-#   MODEL             an .onnx file, or the .om prefix given to convert_om.sh
+#   MODEL                      an .onnx file, or the .om prefix given to convert_om.sh
 #   --batch-sizes "1 4 8 16"   batch sizes to measure (default: 1 4 8 16)
-#   --loop N          timed runs per batch size (default: 100 with ais_bench, 20 otherwise)
-#   --device D        engine target for segmenter_infer.py, e.g. cpu, openvino, cuda, tensorrt (default: cpu)
-#   --precision P     precision for segmenter_infer.py, e.g. fp32, bf16, fp16, int8 (default: fp32)
-#   --csv FILE        where to write the table (default: perf.csv)
+#   --loop N                   timed runs per batch size (default: 100 with ais_bench, 20 otherwise)
+#   --device D                 engine for segmenter_infer.py: cpu, openvino, cuda, tensorrt (default: cpu)
+#   --precision P              precision for segmenter_infer.py: fp32, bf16, fp16, int8 (default: fp32)
+#   --csv FILE                 where to write the table (default: perf.csv)
+# Python: $PYTHON, else the repository's .venv, else python3.
+# Example: bash perf.sh runs/demo/model.onnx --batch-sizes "1 4" --loop 5 --csv runs/demo/perf.csv
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-python=${PYTHON:-python3}
-if [ $# -lt 1 ] || [[ $1 == -* ]]; then
-    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2
-    exit 2
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
+die() { echo "error: $*" >&2; exit 2; }
+if [ -n "${PYTHON:-}" ]; then
+    python=$PYTHON
+elif [ -x "$here/.venv/bin/python" ]; then
+    python=$here/.venv/bin/python
+else
+    python=python3
 fi
+case ${1:-} in
+    -h|--help) usage; exit 0 ;;
+    ""|-*) usage >&2; exit 2 ;;
+esac
 model=$1
 shift
 batch_sizes="1 4 8 16" loop="" device=cpu precision=fp32 csv=perf.csv
 while [ $# -gt 0 ]; do
     case $1 in
-        --batch-sizes) batch_sizes=$2; shift 2 ;;
-        --loop) loop=$2; shift 2 ;;
-        --device) device=$2; shift 2 ;;
-        --precision) precision=$2; shift 2 ;;
-        --csv) csv=$2; shift 2 ;;
-        *) echo "error: unknown option $1 (see bash perf.sh without arguments)" >&2; exit 2 ;;
+        --batch-sizes|--loop|--device|--precision|--csv)
+            [ $# -ge 2 ] && [[ $2 != --* ]] || die "$1 needs a value (see bash perf.sh --help)"
+            case $1 in
+                --batch-sizes) batch_sizes=$2 ;;
+                --loop) loop=$2 ;;
+                --device) device=$2 ;;
+                --precision) precision=$2 ;;
+                --csv) csv=$2 ;;
+            esac
+            shift 2 ;;
+        -h|--help) usage; exit 0 ;;
+        *) die "unknown option $1 (see bash perf.sh --help)" ;;
     esac
 done
+read -r -a sizes <<<"$batch_sizes"
+[ ${#sizes[@]} -gt 0 ] || die "--batch-sizes is empty; give e.g. \"1 4 8 16\""
+for bs in "${sizes[@]}"; do
+    [[ $bs =~ ^[1-9][0-9]*$ ]] || die "--batch-sizes: '$bs' is not a positive integer"
+done
+[ -z "$loop" ] || [[ $loop =~ ^[1-9][0-9]*$ ]] || die "--loop: '$loop' is not a positive integer"
+[ -d "$csv" ] && die "--csv $csv: is a folder; give a file path such as $csv/perf.csv"
+csv_dir=$(dirname -- "$csv")
+mkdir -p -- "$csv_dir" 2>/dev/null && [ -w "$csv_dir" ] && touch -- "$csv_dir/.perf-write-test.$$" 2>/dev/null \
+    || die "--csv $csv: cannot write in $csv_dir; choose a writable path"
+rm -f -- "$csv_dir/.perf-write-test.$$"
+"$python" -c "import numpy, onnxruntime" 2>/dev/null \
+    || die "$python lacks the requirements; run 'bash setup.sh' (creates .venv) or set PYTHON to a set-up interpreter"
 if [[ $model != *.onnx ]] && "$python" -c "import ais_bench" 2>/dev/null; then
     engine=ais_bench
 else
     engine=segmenter_infer
-    if [ ! -f "$model" ]; then
-        echo "error: $model: ONNX model not found (ais_bench is not installed, so .om files cannot run here)" >&2
-        exit 2
-    fi
+    [ -f "$model" ] || die "$model: ONNX model not found (ais_bench is not installed, so .om files cannot run here)"
 fi
 rows=("batch_size,windows_per_s,ms_per_batch,engine")
-for bs in $batch_sizes; do
+for bs in "${sizes[@]}"; do
     if [ $engine = ais_bench ]; then
         log=$("$python" -m ais_bench --model "${model}_bs${bs}.om" --loop="${loop:-100}" --batchsize="$bs" 2>&1) \
             || { echo "$log" >&2; exit 1; }
@@ -55,7 +82,7 @@ for bs in $batch_sizes; do
     rows+=("$bs,$fps,$ms,$name")
     printf 'batch %-3s %10.3f windows/s  %10s ms/batch  (%s)\n' "$bs" "$fps" "$ms" "$name"
 done
-tmp=$(mktemp "$csv.XXXXXX")
+tmp="$csv_dir/.$(basename -- "$csv").$$.tmp"  # created with the user's umask, renamed into place
 printf '%s\n' "${rows[@]}" >"$tmp"
-mv "$tmp" "$csv"
+mv -f -- "$tmp" "$csv"
 echo "wrote $csv"

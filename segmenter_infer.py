@@ -11,12 +11,15 @@ import time
 from pathlib import Path
 
 from segmenter.aisbench import list_inputs, run_benchmark
+from segmenter.cli import ArgumentParser, non_negative_int, positive_int
 from segmenter.engines import DEVICES, PRECISIONS, open_engine
 from segmenter.errors import SegmenterError, run_cli
+from segmenter.files import ensure_writable_dir
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(__doc__, example="python segmenter_infer.py --model runs/demo/model.onnx --input "
+                            "runs/demo/bins --output runs/demo/result --output_dirname result_bs1")
     parser.add_argument("--model", required=True, help="Exported ONNX model (segmenter_pytorch2onnx.py).")
     parser.add_argument("--input", default=None,
                         help="Folder of input files (or comma-separated files), read in natural order. "
@@ -26,11 +29,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Name of the result folder under --output. Default: a timestamp.")
     parser.add_argument("--outfmt", choices=["BIN", "NPY"], default="BIN",
                         help="Output file format: raw float32 (BIN) or numpy (NPY). Default: BIN.")
-    parser.add_argument("--batchsize", "--batch-size", type=int, default=1,
+    parser.add_argument("--batchsize", "--batch-size", type=positive_int, default=1,
                         help="Windows per inference; the last batch is padded by repeating a file. Default: 1.")
-    parser.add_argument("--loop", type=int, default=1,
+    parser.add_argument("--loop", type=positive_int, default=1,
                         help="Timed runs: of the zero batch without --input, of each batch with it. Default: 1.")
-    parser.add_argument("--warmup_count", "--warmup-count", type=int, default=1,
+    parser.add_argument("--warmup_count", "--warmup-count", type=non_negative_int, default=1,
                         help="Untimed runs before timing starts. Default: 1.")
     parser.add_argument("--device", default="cpu",
                         help=f"Execution target: {', '.join(DEVICES)}. Default: cpu.")
@@ -43,11 +46,12 @@ def main(args: argparse.Namespace) -> int:
     if args.device.isdigit():
         raise SegmenterError(f"--device {args.device}: here --device names an engine target "
                              f"({', '.join(DEVICES)}), not an NPU id")
-    engine = open_engine(args.model, args.device, args.precision, batch_size=args.batchsize)
     inputs = list_inputs(args.input) if args.input else None
     output_dir = None
     if args.output:
         output_dir = Path(args.output) / (args.output_dirname or time.strftime("%Y_%m_%d-%H_%M_%S"))
+        ensure_writable_dir(output_dir, "output folder")
+    engine = open_engine(args.model, args.device, args.precision, batch_size=args.batchsize)
     print(f"[INFO] {engine.name}: {args.model}, input (N, 3, {engine.input_hw[0]}, {engine.input_hw[1]}), "
           f"batch size {args.batchsize}")
     run_benchmark(engine, inputs=inputs, output_dir=output_dir, outfmt=args.outfmt, batch_size=args.batchsize,

@@ -5,15 +5,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from segmenter.cli import ArgumentParser
 from segmenter.errors import run_cli
+from segmenter.files import ensure_writable_dir, ensure_writable_file, refuse_overwrite
+from segmenter.manifest import manifest_beside
 from segmenter.metrics import format_report, write_metrics
 from segmenter.postprocess import run_postprocess
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(__doc__, example="python segmenter_postprocess.py --result-dir runs/demo/result/result_bs1 "
+                            "--gt-path runs/demo/gt_file.txt --metrics-path runs/demo/metrics.yaml")
     parser.add_argument("--result-dir", required=True,
-                        help="Folder of the inference outputs (<image stem>_<k>_0.bin or .npy), "
+                        help="Folder of the inference outputs (<image prefix>_<k>_0.bin or .npy), "
                              "e.g. result/result_bs1.")
     parser.add_argument("--gt-path", required=True, help="The gt_file.txt written by segmenter_preprocess.py.")
     parser.add_argument("--metrics-path", required=True, help="YAML file to write the metrics to.")
@@ -21,15 +25,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Window-layout manifest. Default: the .json beside the gt file; without one, the "
                              "guide's fixed layout (1024x2048 images, 768 windows, stride 736, 19 classes).")
     parser.add_argument("--pred-dir", default=None,
-                        help="Also save each prediction as labelIds/<stem>.png (Cityscapes label ids, for "
-                             "csEvalPixelLevelSemanticLabeling) and color/<stem>.png.")
+                        help="Also save each prediction as labelIds/<prefix>.png (Cityscapes label ids, for "
+                             "csEvalPixelLevelSemanticLabeling) and color/<prefix>.png.")
     return parser.parse_args(argv)
 
 
 def main(args: argparse.Namespace) -> int:
-    confusion = run_postprocess(Path(args.result_dir), Path(args.gt_path),
-                                Path(args.manifest) if args.manifest else None,
-                                Path(args.pred_dir) if args.pred_dir else None)
+    result_dir, gt_path = Path(args.result_dir), Path(args.gt_path)
+    manifest = Path(args.manifest) if args.manifest else manifest_beside(gt_path)
+    refuse_overwrite({"metrics file": args.metrics_path, "prediction folder": args.pred_dir},
+                     {"gt file": gt_path, "manifest": manifest, "result folder": result_dir,
+                      "inference summary": result_dir.parent / f"{result_dir.name}_summary.json"})
+    ensure_writable_file(args.metrics_path, "metrics file")
+    pred_dir = ensure_writable_dir(args.pred_dir, "prediction folder") if args.pred_dir else None
+    confusion = run_postprocess(result_dir, gt_path, Path(args.manifest) if args.manifest else None, pred_dir)
     print(format_report(confusion.matrix))
     scores = write_metrics(args.metrics_path, confusion.matrix)
     print(f"mIoU {scores['mean_iou']:.2f}; wrote {args.metrics_path}")

@@ -5,41 +5,42 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from segmenter.data import WindowConfig
+from segmenter.cli import ArgumentParser, add_window_flags, positive_int, print_notes
 from segmenter.errors import run_cli
-from segmenter.preprocess import manifest_beside, run_preprocess
-from segmenter.variant import load_variant
+from segmenter.files import refuse_overwrite
+from segmenter.manifest import manifest_beside
+from segmenter.preprocess import run_preprocess
+from segmenter.variant import load_variant, window_config
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(__doc__, example="python segmenter_preprocess.py --cfg-path models/demo/variant.yml "
+                            "--data-root runs/demo/data --bin-dir runs/demo/bins --gt-path runs/demo/gt_file.txt")
     parser.add_argument("--cfg-path", required=True, help="The model's variant.yml (normalization, sizes, classes).")
     parser.add_argument("--data-root", required=True,
                         help="Folder that contains cityscapes/ (with leftImg8bit/ and gtFine/ inside).")
-    parser.add_argument("--bin-dir", required=True, help="Folder to write one <image stem>_<k>.bin per window into.")
+    parser.add_argument("--bin-dir", required=True, help="Folder to write one <image prefix>_<k>.bin per window into.")
     parser.add_argument("--gt-path", required=True,
                         help="File to write the image / ground-truth list to; the manifest goes beside it (.json).")
     parser.add_argument("--split", default="val", help="Data set split to process. Default: val.")
-    parser.add_argument("--image-size", type=int, default=None,
-                        help="Images are resized to fit (2*S, S) keeping their ratio. Default: the variant's "
-                             "inference_kwargs.im_size, else dataset_kwargs.image_size.")
-    parser.add_argument("--window-size", type=int, default=None,
-                        help="Side of the square windows. Default: the variant's crop size.")
-    parser.add_argument("--window-stride", type=int, default=None,
-                        help="Step between windows. Default: window size - 32, the guide's choice (736 for "
-                             "768 windows); upstream evaluation uses 512.")
-    parser.add_argument("--workers", type=int, default=None, help="Parallel processes. Default: one per CPU core.")
+    add_window_flags(parser)
+    parser.add_argument("--workers", type=positive_int, default=None,
+                        help="Parallel processes. Default: one per CPU core.")
     return parser.parse_args(argv)
 
 
 def main(args: argparse.Namespace) -> int:
+    gt_path = Path(args.gt_path)
+    refuse_overwrite({"gt file": gt_path, "manifest": manifest_beside(gt_path), "bin folder": args.bin_dir},
+                     {"variant": args.cfg_path, "data root": args.data_root})
     variant = load_variant(args.cfg_path)
-    cfg = WindowConfig.from_variant(variant, args.image_size, args.window_size, args.window_stride)
-    plans = run_preprocess(Path(args.data_root), Path(args.bin_dir), Path(args.gt_path), cfg, variant.n_cls,
+    print_notes(variant.notes)
+    cfg = window_config(variant, args.image_size, args.window_size, args.window_stride)
+    plans = run_preprocess(Path(args.data_root), Path(args.bin_dir), gt_path, cfg, variant.n_cls,
                            split=args.split, workers=args.workers, variant=str(Path(args.cfg_path).resolve()))
-    windows = sum(len(p.anchors) for p in plans)
+    windows = sum(p.n_windows for p in plans)
     print(f"{len(plans)} images -> {windows} windows of {cfg.window_size}x{cfg.window_size} "
-          f"(stride {cfg.window_stride}) in {args.bin_dir}; wrote {args.gt_path} and {manifest_beside(args.gt_path)}")
+          f"(stride {cfg.window_stride}) in {args.bin_dir}; wrote {gt_path} and {manifest_beside(gt_path)}")
     return 0
 
 

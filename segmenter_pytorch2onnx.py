@@ -6,33 +6,36 @@ import argparse
 from pathlib import Path
 
 from segmenter.checkpoint import load_model
-from segmenter.errors import SegmenterError, run_cli
+from segmenter.cli import ArgumentParser, non_negative_float, positive_int
+from segmenter.errors import run_cli
 from segmenter.export import DEFAULT_OPSET, EXPORT_TOLERANCE, export_onnx
+from segmenter.files import ensure_writable_file, refuse_overwrite
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(__doc__, example="python segmenter_pytorch2onnx.py -c models/demo/checkpoint.pth "
+                            "-o runs/demo/model.onnx")
     parser.add_argument("-c", "--checkpoint-path", required=True,
                         help="Path of the released checkpoint.pth (loaded without arbitrary unpickling).")
     parser.add_argument("-o", "--onnx-path", required=True, help="Path of the ONNX file to write.")
-    parser.add_argument("--variant", default=None,
+    parser.add_argument("--cfg-path", "--variant", dest="cfg_path", default=None,
                         help="Path of the model's variant.yml. Default: variant.yml beside the checkpoint.")
-    parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
+    parser.add_argument("--input-size", type=positive_int, nargs=2, metavar=("H", "W"), default=None,
                         help="Fixed input height and width of the exported graph (the batch axis stays "
                              "dynamic). Default: the variant's net_kwargs.image_size, i.e. the window size.")
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+    parser.add_argument("--opset", type=positive_int, default=DEFAULT_OPSET,
                         help=f"ONNX opset version. Default: {DEFAULT_OPSET}; use 11 for older ATC releases.")
-    parser.add_argument("--tolerance", type=float, default=EXPORT_TOLERANCE,
+    parser.add_argument("--tolerance", type=non_negative_float, default=EXPORT_TOLERANCE,
                         help="Largest accepted absolute difference between ONNX Runtime and PyTorch logits "
                              f"on a random batch; above it the export fails. Default: {EXPORT_TOLERANCE:g}.")
     return parser.parse_args(argv)
 
 
 def main(args: argparse.Namespace) -> int:
-    model, variant = load_model(args.checkpoint_path, args.variant)
+    refuse_overwrite({"ONNX file": args.onnx_path}, {"checkpoint": args.checkpoint_path, "variant": args.cfg_path})
+    ensure_writable_file(args.onnx_path, "ONNX file")
+    model, variant = load_model(args.checkpoint_path, args.cfg_path)
     input_size = tuple(args.input_size) if args.input_size else variant.model.image_size
-    if min(input_size) <= 0:
-        raise SegmenterError(f"--input-size must be positive, got {input_size[0]} {input_size[1]}")
     cfg = variant.model
     print(f"exporting {args.checkpoint_path} ({cfg.decoder}, D={cfg.d_model}, {cfg.n_layers} layers, "
           f"{cfg.n_cls} classes) at input (N, 3, {input_size[0]}, {input_size[1]})")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -17,18 +16,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from segmenter.checkpoint import load_model, write_random_checkpoint
+from segmenter.data import list_cityscapes
+from segmenter.engines import ENGINE_PRECISIONS, available_devices, cpu_has_bf16, cpu_threads, open_engine
+from segmenter.evaluate import stream_evaluate
+from segmenter.export import export_onnx
+from segmenter.fakecity import write_split
+from segmenter.metrics import compute_scores
+from segmenter.model import set_fused_attention
+from segmenter.variant import ModelConfig, load_variant, window_config
 
-from segmenter.checkpoint import load_model, write_random_checkpoint  # noqa: E402
-from segmenter.data import WindowConfig, list_cityscapes  # noqa: E402
-from segmenter.engines import ENGINE_PRECISIONS, available_devices, cpu_has_bf16, cpu_threads, open_engine  # noqa: E402
-from segmenter.evaluate import stream_evaluate  # noqa: E402
-from segmenter.export import export_onnx  # noqa: E402
-from segmenter.fakecity import write_split  # noqa: E402
-from segmenter.metrics import compute_scores  # noqa: E402
-from segmenter.model import set_fused_attention  # noqa: E402
-from segmenter.variant import ModelConfig, load_variant  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def window_macs(cfg: ModelConfig, hw: tuple[int, int]) -> float:
@@ -85,7 +83,7 @@ def matmul_peaks(n: int = 4096) -> dict[str, float]:
 
 def demo_miou(variant_path: Path, onnx_path: Path, data_root: Path, engines: list[tuple[str, str]]) -> dict:
     variant = load_variant(variant_path)
-    cfg = WindowConfig.from_variant(variant)
+    cfg = window_config(variant)
     samples = list_cityscapes(data_root)
     out = {}
     for device, precision in engines:

@@ -15,12 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from segmenter.checkpoint import make_variant_dict
+from segmenter.model import Segmenter
+from segmenter.variant import parse_variant
 
-from segmenter.checkpoint import make_variant_dict  # noqa: E402
-from segmenter.model import Segmenter  # noqa: E402
-from segmenter.variant import parse_variant  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def cuda_seconds(fn, warmup: int = 3, runs: int = 10) -> float:

@@ -16,42 +16,36 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 ANCHORS = [(0, 0), (0, 736), (0, 1280), (256, 0), (256, 736), (256, 1280)]
 
 STREAMED = """
 import sys, time, json
-sys.path.insert(0, {root!r})
 from pathlib import Path
 from segmenter.postprocess import run_postprocess
 t = time.perf_counter()
-run_postprocess(Path({result!r}), Path({gt!r}))
+run_postprocess(Path({result!r}), Path({gt!r}), log=lambda _: None)
 hwm = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024
 print(json.dumps({{"seconds": time.perf_counter() - t, "peak_mb": hwm}}))
 """
 
 GUIDE_STYLE = """
 import sys, time, json
-sys.path.insert(0, {root!r})
-import numpy as np
 from pathlib import Path
-from segmenter.data import read_ground_truth
+from segmenter.manifest import read_layout
 from segmenter.metrics import ConfusionMatrix
-from segmenter.preprocess import read_layout
-from segmenter.postprocess import output_files, read_output
-from segmenter.windows import WindowMerger, predict_from_windows
+from segmenter.postprocess import read_output
+from segmenter.scoring import ImageMerger, score_image
 t = time.perf_counter()
-meta, plans = read_layout(Path({gt!r}))
-outputs = [[read_output(f, 19, 768) for f in output_files(Path({result!r}), p, "bin")] for p in plans]  # all in memory
+layout = read_layout(Path({gt!r}), log=lambda _: None)
+result = Path({result!r})
+outputs = [[read_output(result / f"{{p.prefix}}_{{k}}_0.bin", 19, 768) for k in range(p.n_windows)]
+           for p in layout.plans]  # all in memory first
 confusion = ConfusionMatrix(19)
-for plan, windows in zip(plans, outputs):
-    merger = WindowMerger(19, plan.canvas_hw, plan.anchors, 768)
+for plan, windows in zip(layout.plans, outputs):
+    merger = ImageMerger(plan, 19, 768)
     for k, w in enumerate(windows):
         merger.add(k, w)
-    gt = read_ground_truth(Path(plan.gt_path), plan.original_hw)
-    confusion.update(gt, predict_from_windows(merger, plan.original_hw))
+    confusion.matrix += score_image(merger, plan.gt_path).confusion
 hwm = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024
 print(json.dumps({{"seconds": time.perf_counter() - t, "peak_mb": hwm}}))
 """
@@ -94,7 +88,7 @@ def main() -> None:
         result, gt = make_outputs(Path(tmp), args.images)
         for mode in modes:
             template = STREAMED if mode == "streamed" else GUIDE_STYLE
-            seconds, peak = measure(template.format(root=str(ROOT), result=str(result), gt=str(gt)))
+            seconds, peak = measure(template.format(result=str(result), gt=str(gt)))
             note = ("independent of the image count" if mode == "streamed"
                     else "grows by ~269 MB per image: 134 GB for the 500 val images")
             print(f"{mode:>8}: {args.images} images of 1024x2048, 6 windows x 19 x 768 x 768 float32 each: "

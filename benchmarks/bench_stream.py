@@ -14,19 +14,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 PURE = """
 import sys, time, json
-sys.path.insert(0, {root!r})
 import numpy as np
-from segmenter.data import ImagePlan, WindowConfig, list_cityscapes, read_image
+from segmenter.data import list_cityscapes, read_image
 from segmenter.engines import open_engine
-from segmenter.variant import load_variant
-cfg = WindowConfig.from_variant(load_variant({variant!r}), window_stride={stride})
+from segmenter.plan import ImagePlan
+from segmenter.variant import load_variant, window_config
+cfg = window_config(load_variant({variant!r}), window_stride={stride})
 samples = list_cityscapes({data!r})
-n = sum(len(ImagePlan.for_image(s, read_image(s.image_path).shape[:2], cfg).anchors) for s in samples)
+n = sum(ImagePlan.for_image("", "", "", "", read_image(s.image_path).shape[:2], cfg).n_windows for s in samples)
 engine = open_engine({onnx!r}, {device!r}, {precision!r}, batch_size={bs})
 x = np.random.default_rng(0).normal(size=({bs}, 3, cfg.window_size, cfg.window_size)).astype(np.float32)
 engine(x)
@@ -39,13 +36,12 @@ print(json.dumps({{"seconds": time.perf_counter() - t, "windows": n, "peak_mb": 
 
 STREAM = """
 import sys, time, json
-sys.path.insert(0, {root!r})
 import numpy as np
-from segmenter.data import WindowConfig, list_cityscapes
+from segmenter.data import list_cityscapes
 from segmenter.engines import open_engine
 from segmenter.evaluate import stream_evaluate
-from segmenter.variant import load_variant
-cfg = WindowConfig.from_variant(load_variant({variant!r}), window_stride={stride})
+from segmenter.variant import load_variant, window_config
+cfg = window_config(load_variant({variant!r}), window_stride={stride})
 engine = open_engine({onnx!r}, {device!r}, {precision!r}, batch_size={bs})
 engine(np.zeros(({bs}, 3, cfg.window_size, cfg.window_size), np.float32))
 t = time.perf_counter()
@@ -86,7 +82,7 @@ def main() -> None:
         del model
         for pair in args.engines:
             device, precision = pair.split(":")
-            fields = dict(root=str(ROOT), variant=str(tmp / "model" / "variant.yml"), data=str(tmp / "data"),
+            fields = dict(variant=str(tmp / "model" / "variant.yml"), data=str(tmp / "data"),
                           onnx=str(tmp / "model.onnx"), device=device, precision=precision,
                           bs=args.batch_size, stride=args.stride)
             pure = run(PURE.format(**fields))

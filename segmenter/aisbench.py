@@ -11,7 +11,8 @@ from tqdm import tqdm
 
 from .engines import Engine
 from .errors import SegmenterError
-from .files import atomic_write
+from .files import atomic_write, ensure_writable_dir
+from .manifest import read_stamp
 
 INPUT_SUFFIXES = (".bin", ".npy")
 
@@ -38,18 +39,63 @@ def list_inputs(spec: str) -> list[Path]:
     return files
 
 
-def read_input(path: Path, item_shape: tuple[int, ...]) -> np.ndarray:
-    """One batch item (1, *item_shape) float32 from a raw .bin or a .npy file."""
-    count = int(np.prod(item_shape))
+def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of a .npy file from its header, without reading the data; a file whose size does
+    not match its header is an error."""
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(fh)
+            offset = fh.tell()
+    except (OSError, ValueError, EOFError, SyntaxError) as exc:
+        raise SegmenterError(f"{path}: not a readable .npy file ({str(exc)[:120]})") from None
+    if not dtype.hasobject and path.stat().st_size != offset + int(np.prod(shape)) * dtype.itemsize:
+        raise SegmenterError(f"{path}: not a readable .npy file (its size does not match its header {dtype} {shape}: "
+                             "truncated?)")
+    return tuple(shape), dtype
+
+
+def check_npy(path: Path, shapes: tuple[tuple[int, ...], ...], what: str) -> None:
+    """A float .npy of one of `shapes`, judged from its header; anything else is an error naming both shapes."""
+    shape, dtype = npy_header(path)
+    if shape not in shapes or dtype.kind != "f":
+        raise SegmenterError(f"{path}: holds {dtype} {shape}, expected float32 {shapes[0]} ({what})")
+
+
+def load_npy(path: Path, shapes: tuple[tuple[int, ...], ...], what: str) -> np.ndarray:
+    """A float .npy of one of `shapes` as float32 (checked first)."""
+    check_npy(path, shapes, what)
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise SegmenterError(f"{path}: cannot be read ({str(exc)[:120]})") from None
+    return data.astype(np.float32, copy=False)
+
+
+def input_shapes(item_shape: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
+    return (1, *item_shape), item_shape
+
+
+def check_input(path: Path, item_shape: tuple[int, ...]) -> None:
+    """An input file holds one window of the model's input: float32 raw bytes, or a float .npy of that shape."""
     if path.suffix == ".npy":
-        data = np.load(path, allow_pickle=False).astype(np.float32, copy=False)
+        check_npy(path, input_shapes(item_shape), "one window of the model's input")
+        return
+    expected = int(np.prod(item_shape)) * 4
+    size = path.stat().st_size
+    if size != expected:
+        raise SegmenterError(f"{path}: {size} bytes, expected {expected} "
+                             f"(float32 1x{'x'.join(map(str, item_shape))}, the model's input)")
+
+
+def read_input(path: Path, item_shape: tuple[int, ...]) -> np.ndarray:
+    """One batch item (1, *item_shape) float32 from a raw .bin or a .npy of that shape (or without the 1)."""
+    if path.suffix == ".npy":
+        data = load_npy(path, input_shapes(item_shape), "one window of the model's input")
     else:
-        if path.stat().st_size != count * 4:
-            raise SegmenterError(f"{path}: {path.stat().st_size} bytes, expected {count * 4} "
-                                 f"(float32 1x{'x'.join(map(str, item_shape))})")
+        check_input(path, item_shape)
         data = np.fromfile(path, np.float32)
-    if data.size != count:
-        raise SegmenterError(f"{path}: {data.size} values, expected 1x{'x'.join(map(str, item_shape))}")
     return data.reshape(1, *item_shape)
 
 
@@ -76,18 +122,15 @@ def run_benchmark(engine: Engine, *, inputs: list[Path] | None, output_dir: Path
                   batch_size: int = 1, loop: int = 1, warmup: int = 1, log=print) -> dict:
     """Run like ais_bench; returns the summary dict (also written beside output_dir when given)."""
     if batch_size < 1 or loop < 1 or warmup < 0:
-        raise SegmenterError("--batchsize and --loop must be >= 1 and --warmup_count >= 0")
+        raise SegmenterError("batch size and loop must be >= 1 and warm-up count >= 0")
     fmt = outfmt.lower()
     if fmt not in ("bin", "npy"):
-        raise SegmenterError(f"--outfmt {outfmt}: only BIN and NPY are written")
+        raise SegmenterError(f"output format {outfmt}: only BIN and NPY are written")
     item_shape = (3, *engine.input_hw)
     ms: list[float] = []
     filesinfo: dict[str, dict] = {}
     if output_dir is not None:
-        try:
-            output_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise SegmenterError(f"{output_dir}: cannot create the output folder ({exc.strerror})") from None
+        ensure_writable_dir(output_dir, "output folder")
     if inputs is None:  # pure inference on zeros
         batch = np.zeros((batch_size, *item_shape), np.float32)
         for _ in range(warmup):
@@ -95,6 +138,8 @@ def run_benchmark(engine: Engine, *, inputs: list[Path] | None, output_dir: Path
         for _ in tqdm(range(loop), desc=f"infer bs{batch_size}", unit="batch", leave=False):
             timed(engine, batch, ms)
     else:
+        for f in inputs:  # every input before the first inference: no half-written result folder
+            check_input(f, item_shape)
         groups = [inputs[i:i + batch_size] for i in range(0, len(inputs), batch_size)]
         for n, group in enumerate(tqdm(groups, desc=f"infer bs{batch_size}", unit="batch")):
             files = group + [group[-1]] * (batch_size - len(group))  # pad the last batch by repetition
@@ -115,6 +160,9 @@ def run_benchmark(engine: Engine, *, inputs: list[Path] | None, output_dir: Path
     throughput = 1000 * batch_size / stats["mean"]
     summary = {"NPU_compute_time": stats, "H2D_latency": {}, "D2H_latency": {}, "throughput": throughput,
                "batchsize": batch_size, "engine": engine.name, "filesinfo": filesinfo}
+    folders = {f.parent for f in inputs or ()}
+    if len(folders) == 1 and (fingerprint := read_stamp(folders.pop())):
+        summary["layout_fingerprint"] = fingerprint  # lets postprocess tell outputs of another layout
     if output_dir is not None:
         target = output_dir.parent / f"{output_dir.name}_summary.json"
         atomic_write(target, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))

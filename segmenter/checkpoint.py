@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import zipfile
 from pathlib import Path
 
 import torch
@@ -22,13 +23,19 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise SegmenterError(f"{path}: checkpoint not found")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not (zipfile.is_zipfile(path) or head[:1] == b"\x80"):  # torch.save writes a zip, older ones a pickle
+        raise SegmenterError(f"{path}: not a torch checkpoint (neither a zip archive nor a pickle); "
+                             "give the released checkpoint.pth")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL (\S+)", str(exc))
-        what = f"it references {found.group(1)}" if found else str(exc).strip().splitlines()[0][:120]
-        raise SegmenterError(f"{path}: refused, loading it would need arbitrary unpickling ({what}); "
-                             "only tensors and plain containers are accepted") from None
+        if not found:
+            raise SegmenterError(f"{path}: damaged or not a torch checkpoint (unreadable pickle data)") from None
+        raise SegmenterError(f"{path}: refused, loading it would need arbitrary unpickling (it references "
+                             f"{found.group(1)}); only tensors and plain containers are accepted") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise SegmenterError(f"{path}: not a readable torch checkpoint ({str(exc).splitlines()[0][:160]})") from None
     if isinstance(ckpt, dict) and isinstance(ckpt.get("model"), dict):

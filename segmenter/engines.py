@@ -12,7 +12,6 @@ bf16 instructions (AVX512-BF16 or AMX); fp16 on CUDA converts the graph, on Tens
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Protocol
 
@@ -20,6 +19,9 @@ import numpy as np
 
 from .errors import SegmenterError
 from .files import atomic_write
+from .system import check_memory, cpu_threads
+
+INPUT_NAME, OUTPUT_NAME = "input", "output"  # the names segmenter_pytorch2onnx.py gives the graph's ends
 
 ENGINE_PRECISIONS = {
     "cpu": ("fp32", "int8"),
@@ -31,14 +33,6 @@ DEVICES = tuple(ENGINE_PRECISIONS)
 PRECISIONS = tuple(dict.fromkeys(p for offered in ENGINE_PRECISIONS.values() for p in offered))
 
 
-def cpu_threads() -> int:
-    """CPU cores this process may run on (the affinity mask, not the host's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 class Engine(Protocol):
     name: str  # e.g. "onnxruntime-cpu fp32"
     input_hw: tuple[int, int]
@@ -47,8 +41,14 @@ class Engine(Protocol):
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
 
 
-def checked_io(model_path: Path, dims_in: list, dims_out: list) -> tuple[tuple[int, int], int]:
-    """(H, W) of the model's input and K of its output from their shapes (ints, or names for dynamic axes)."""
+def checked_io(model_path: Path, names_in: list[str], names_out: list[str], dims_in: list, dims_out: list
+               ) -> tuple[tuple[int, int], int]:
+    """(H, W) of the model's input and K of its output from their names and shapes (ints, or names for
+    dynamic axes)."""
+    if names_in != [INPUT_NAME] or not names_out or names_out[0] != OUTPUT_NAME:
+        raise SegmenterError(f"{model_path}: the model's inputs are {names_in} and its outputs {names_out}; needed: "
+                             f"one input '{INPUT_NAME}' and a first output '{OUTPUT_NAME}'; export it with "
+                             "segmenter_pytorch2onnx.py")
     static = lambda d: isinstance(d, int) and d > 0  # noqa: E731
     if len(dims_in) != 4 or dims_in[1] != 3 or not all(map(static, dims_in[2:])) or len(dims_out) != 4 \
             or not static(dims_out[1]):
@@ -123,12 +123,13 @@ class OnnxRuntimeEngine:
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types for a bad file
             reason = str(exc).splitlines()[0][:160]
             raise SegmenterError(f"{model_path}: ONNX Runtime cannot load it ({reason})") from None
-        self.input_hw, self.n_cls = checked_io(model_path, self.session.get_inputs()[0].shape,
-                                               self.session.get_outputs()[0].shape)
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        self.input_hw, self.n_cls = checked_io(model_path, [i.name for i in inputs], [o.name for o in outputs],
+                                               inputs[0].shape, outputs[0].shape)
         self.name = f"onnxruntime-{device} {precision}"
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(["output"], {"input": batch})[0]
+        return self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
 
 
 class OpenVinoEngine:
@@ -148,7 +149,10 @@ class OpenVinoEngine:
         except RuntimeError as exc:
             raise SegmenterError(f"{model_path}: OpenVINO cannot read it ({str(exc).splitlines()[0][:160]})") from None
         shape = lambda port: [d.get_length() if d.is_static else "?" for d in port.get_partial_shape()]  # noqa: E731
-        self.input_hw, self.n_cls = checked_io(model_path, shape(model.inputs[0]), shape(model.outputs[0]))
+        names = lambda ports: [p.get_any_name() if p.get_names() else "" for p in ports]  # noqa: E731
+        self.input_hw, self.n_cls = checked_io(model_path, names(model.inputs), names(model.outputs),
+                                               shape(model.inputs[0]), shape(model.outputs[0]))
+        check_batch_memory(batch_size, self.input_hw, self.n_cls)
         model.reshape({model.inputs[0]: [batch_size, 3, *self.input_hw]})
         config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
                   "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads or cpu_threads()}
@@ -166,6 +170,12 @@ class OpenVinoEngine:
         return np.array(out[:n], np.float32)  # a copy: the request reuses its output buffer
 
 
+def check_batch_memory(batch_size: int, input_hw: tuple[int, int], n_cls: int) -> None:
+    """Refuse a batch whose inputs and outputs alone (each held twice) exceed the available memory."""
+    per_window = (3 + n_cls) * input_hw[0] * input_hw[1] * 4 * 2
+    check_memory(batch_size * per_window, f"a batch of {batch_size} windows of {input_hw[0]}x{input_hw[1]}")
+
+
 def open_engine(model_path: str | Path, device: str = "cpu", precision: str = "fp32", threads: int | None = None,
                 batch_size: int = 1) -> Engine:
     """The engine for an exported ONNX model on `device` at `precision`, tuned for `batch_size` windows."""
@@ -181,7 +191,9 @@ def open_engine(model_path: str | Path, device: str = "cpu", precision: str = "f
                              f"not '{precision}'")
     if device == "openvino":
         return OpenVinoEngine(model_path, precision, threads, batch_size)
-    return OnnxRuntimeEngine(model_path, device, precision, threads)
+    engine = OnnxRuntimeEngine(model_path, device, precision, threads)
+    check_batch_memory(batch_size, engine.input_hw, engine.n_cls)
+    return engine
 
 
 def available_devices() -> list[str]:

@@ -11,6 +11,9 @@ class SegmenterError(Exception):
 
 def run_cli(main: Callable[[], int | None]) -> None:
     """Run a script's main; turn a SegmenterError into `error: ...` on stderr and exit 2."""
+    for stream in (sys.stdout, sys.stderr):  # paths with undecodable bytes print escaped, never crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         code = main()
     except SegmenterError as exc:

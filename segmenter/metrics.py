@@ -7,6 +7,7 @@ import numpy as np
 import yaml
 
 from .data import IGNORE_INDEX
+from .errors import SegmenterError
 from .files import atomic_write
 
 CITYSCAPES_CLASSES = (
@@ -33,17 +34,46 @@ def class_names(n_cls: int) -> list[str]:
 class ConfusionMatrix:
     """(K, K) pixel counts, rows = ground truth, columns = prediction; ground truth 255 is skipped."""
 
-    def __init__(self, n_cls: int) -> None:
+    def __init__(self, n_cls: int, matrix: np.ndarray | None = None) -> None:
         self.n_cls = n_cls
-        self.matrix = np.zeros((n_cls, n_cls), np.int64)
+        self.matrix = np.zeros((n_cls, n_cls), np.int64) if matrix is None else np.asarray(matrix, np.int64)
 
-    def update(self, gt: np.ndarray, pred: np.ndarray) -> None:
+    @staticmethod
+    def of_image(gt: np.ndarray, pred: np.ndarray, n_cls: int) -> np.ndarray:
+        """(K, K) counts of one image; ValueError when the ground truth holds a class >= K."""
         valid = gt != IGNORE_INDEX
         g = gt[valid].astype(np.int64)
-        if g.size and g.max() >= self.n_cls:
-            raise ValueError(f"ground truth holds class {int(g.max())} but the model has {self.n_cls} classes")
-        idx = g * self.n_cls + pred[valid]
-        self.matrix += np.bincount(idx, minlength=self.n_cls ** 2).reshape(self.n_cls, self.n_cls)
+        if g.size and g.max() >= n_cls:
+            raise ValueError(f"ground truth holds class {int(g.max())} but the model has {n_cls} classes")
+        return np.bincount(g * n_cls + pred[valid], minlength=n_cls ** 2).reshape(n_cls, n_cls)
+
+    def update(self, gt: np.ndarray, pred: np.ndarray) -> None:
+        self.matrix += self.of_image(gt, pred, self.n_cls)
+
+    def __iadd__(self, other: ConfusionMatrix) -> ConfusionMatrix:
+        if other.n_cls != self.n_cls:
+            raise ValueError(f"cannot add a {other.n_cls}-class confusion matrix to a {self.n_cls}-class one")
+        self.matrix += other.matrix
+        return self
+
+    def save(self, path: str | Path) -> None:
+        """As .npy (int64, K x K), written atomically."""
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as fh:
+                np.save(fh, self.matrix)
+        atomic_write(path, write)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ConfusionMatrix:
+        try:
+            matrix = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise SegmenterError(f"{path}: not a saved confusion matrix ({exc})") from None
+        if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.dtype.kind not in "iu" \
+                or (matrix < 0).any():
+            raise SegmenterError(f"{path}: expected a square matrix of non-negative counts, got {matrix.dtype} "
+                                 f"{matrix.shape}")
+        return cls(matrix.shape[0], matrix)
 
 
 def iou_from_confusion(matrix: np.ndarray) -> np.ndarray:
@@ -62,7 +92,9 @@ def category_iou(matrix: np.ndarray) -> dict[str, float]:
 
 
 def compute_scores(matrix: np.ndarray) -> dict:
-    """The guide's metric keys, in percent rounded to 2 decimals."""
+    """The guide's metric keys, in percent rounded to 2 decimals; at least one labelled pixel is needed."""
+    if matrix.sum() == 0:
+        raise SegmenterError("no labelled pixel in any ground truth: the metrics are undefined")
     tp = np.diag(matrix).astype(np.float64)
     iou = iou_from_confusion(matrix)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -70,7 +102,7 @@ def compute_scores(matrix: np.ndarray) -> dict:
     labelled = matrix.sum()
     return {
         "mean_iou": round(float(np.nanmean(iou)) * 100, 2),
-        "pixel_accuracy": round(float(tp.sum() / labelled) * 100, 2) if labelled else float("nan"),
+        "pixel_accuracy": round(float(tp.sum() / labelled) * 100, 2),
         "mean_accuracy": round(float(np.nanmean(acc)) * 100, 2),
         "cat_iou": [round(float(v) * 100, 2) for v in iou],
         "inference": "single_scale",

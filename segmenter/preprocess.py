@@ -1,92 +1,61 @@
 """The guide's preprocess: one float32 .bin per window, gt_file.txt, and a manifest of the window layout."""
 from __future__ import annotations
 
-import json
+import glob
 import os
+import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import cv2
 from tqdm import tqdm
 
-from .data import ImagePlan, Sample, WindowConfig, list_cityscapes, preprocess_image, read_image
-from .engines import cpu_threads
+from .data import Sample, list_cityscapes, read_image, view_windows
 from .errors import SegmenterError
-from .files import atomic_write
-from .windows import GUIDE_LAYOUT, cut_windows, window_anchors
-
-MANIFEST_VERSION = 1
-
-
-def manifest_beside(gt_path: str | Path) -> Path:
-    """The manifest lives beside the gt file: same name, .json suffix."""
-    return Path(gt_path).with_suffix(".json")
+from .files import ensure_writable_dir, ensure_writable_file
+from .manifest import LAYOUT_STAMP, manifest_beside, write_gt_file, write_manifest, write_stamp
+from .plan import ImagePlan, WindowConfig, assign_prefixes
+from .system import cpu_threads
 
 
-def write_manifest(path: Path, cfg: WindowConfig, n_cls: int, plans: list[ImagePlan], **extra) -> None:
-    doc = {"version": MANIFEST_VERSION, "n_cls": n_cls, "window_size": cfg.window_size,
-           "window_stride": cfg.window_stride, "image_size": cfg.image_size, "normalization": cfg.normalization,
-           **extra, "images": [plan.to_json() for plan in plans]}
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=1)))
+def typical_windows(cfg: WindowConfig) -> int:
+    """Windows of an image exactly the shape of the fit box (e.g. 1024x2048 for Cityscapes)."""
+    return ImagePlan.for_image("", "", "", "", (cfg.image_size, cfg.box_ratio * cfg.image_size), cfg).n_windows
 
 
-def write_gt_file(path: Path, plans: list[ImagePlan]) -> None:
-    """The guide's gt_file.txt: `<image file name>\\t<gt path>` per line."""
-    atomic_write(path, lambda tmp: Path(tmp).write_text("".join(f"{p.name}\t{p.gt_path}\n" for p in plans)))
+def _remove_stale_windows(bin_dir: Path, plan: ImagePlan) -> int:
+    """Delete `<prefix>_<k>.bin` with k beyond this layout: windows of an earlier run with other settings."""
+    removed = 0
+    for path in glob.glob(os.path.join(glob.escape(str(bin_dir)), f"{glob.escape(plan.prefix)}_*.bin")):
+        prefix, _, k = Path(path).stem.rpartition("_")
+        if prefix == plan.prefix and k.isdigit() and int(k) >= plan.n_windows:
+            os.remove(path)
+            removed += 1
+    return removed
 
 
-def read_gt_file(path: Path) -> list[tuple[str, str]]:
-    if not path.is_file():
-        raise SegmenterError(f"{path}: gt file not found; run segmenter_preprocess.py first")
-    entries = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.split("\t")
-        if len(parts) != 2:
-            raise SegmenterError(f"{path}:{number}: expected '<image file name>\\t<gt path>'")
-        entries.append((parts[0], parts[1]))
-    if not entries:
-        raise SegmenterError(f"{path}: lists no images")
-    return entries
-
-
-def read_layout(gt_path: Path, manifest_path: Path | None = None) -> tuple[dict, list[ImagePlan]]:
-    """Window layout of every image of the gt file, from the manifest or, without one, the guide's fixed layout."""
-    entries = read_gt_file(gt_path)
-    manifest_path = manifest_path or manifest_beside(gt_path)
-    if manifest_path.is_file():
-        try:
-            doc = json.loads(manifest_path.read_text())
-            plans = {d["name"]: ImagePlan.from_json(d) for d in doc["images"]}
-            meta = {k: doc[k] for k in ("n_cls", "window_size", "window_stride")}
-        except (ValueError, KeyError, TypeError) as exc:
-            raise SegmenterError(f"{manifest_path}: not a valid manifest ({exc})") from None
-        missing = [name for name, _ in entries if name not in plans]
-        if missing:
-            raise SegmenterError(f"{manifest_path}: no entry for {missing[0]} listed in {gt_path}")
-        return meta, [plans[name] for name, _ in entries]
-    if manifest_path != manifest_beside(gt_path):
-        raise SegmenterError(f"{manifest_path}: manifest not found")
-    # The guide's own preprocess writes no manifest: its layout is fixed.
-    meta = {k: GUIDE_LAYOUT[k] for k in ("n_cls", "window_size", "window_stride")}
-    hw = GUIDE_LAYOUT["image_hw"]
-    anchors = window_anchors(hw, meta["window_size"], meta["window_stride"])
-    return meta, [ImagePlan(name, name.split(".")[0], gt, hw, hw, hw, anchors) for name, gt in entries]
-
-
-def _preprocess_one(job: tuple[Sample, WindowConfig, Path]) -> ImagePlan:
-    sample, cfg, bin_dir = job
+def _preprocess_one(job: tuple[Sample, str, WindowConfig, Path, int]) -> tuple[ImagePlan, int]:
+    sample, prefix, cfg, bin_dir, usual = job
     bgr = read_image(sample.image_path)
-    plan = ImagePlan.for_image(sample, bgr.shape[:2], cfg)
-    image = preprocess_image(bgr, cfg)
-    assert image.shape[1:] == plan.canvas_hw
-    for k, window in enumerate(cut_windows(image, plan.anchors, cfg.window_size)):
-        target = bin_dir / f"{plan.stem}_{k}.bin"
-        tmp = target.with_name(f".{target.name}.tmp")
-        window[None].tofile(tmp)  # (1, 3, window, window) float32, as the model's input
-        os.replace(tmp, target)
-    return plan
+    plan = ImagePlan.for_image(sample.name, prefix, sample.image_path, sample.gt_path, bgr.shape[:2], cfg)
+    size = plan.n_windows * 3 * cfg.window_size ** 2 * 4
+    if plan.n_windows > max(32, 4 * usual):
+        h, w = plan.original_hw
+        print(f"warning: {sample.image_path} ({h}x{w}) needs {plan.n_windows} windows ({size / 2**20:.1f} MiB of "
+              f"input files), {plan.n_windows / usual:.0f}x the {usual} of a usual image", flush=True)
+    free = shutil.disk_usage(bin_dir).free
+    if size > free:
+        raise SegmenterError(f"{bin_dir}: {size / 2**20:.0f} MiB needed for the windows of {sample.name} but only "
+                             f"{free / 2**20:.0f} MiB free; free space or choose another bin folder")
+    k = 0
+    for windows in view_windows(bgr, plan, cfg):
+        for window in windows:
+            target = bin_dir / f"{plan.window_name(k)}.bin"
+            tmp = target.with_name(f".{target.name}.tmp")
+            window[None].tofile(tmp)  # (1, 3, window, window) float32, as the model's input
+            os.replace(tmp, target)
+            k += 1
+    return plan, _remove_stale_windows(bin_dir, plan)
 
 
 def _init_worker() -> None:
@@ -94,26 +63,42 @@ def _init_worker() -> None:
 
 
 def run_preprocess(data_root: Path, bin_dir: Path, gt_path: Path, cfg: WindowConfig, n_cls: int,
-                   split: str = "val", workers: int | None = None, **manifest_extra) -> list[ImagePlan]:
+                   split: str = "val", workers: int | None = None, log=print, **manifest_extra) -> list[ImagePlan]:
     """Write every window of the split into bin_dir, then gt_file.txt and its manifest (last, atomically)."""
+    manifest = manifest_beside(gt_path)
+    if gt_path.suffix == ".json":
+        raise SegmenterError(f"{gt_path}: the gt file must not end in .json: the manifest is written beside it as "
+                             f"{manifest.name} and would overwrite it")
+    ensure_writable_file(gt_path, "gt file")
+    ensure_writable_dir(bin_dir, "bin folder")
     samples = list_cityscapes(data_root, split)
-    try:
-        bin_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SegmenterError(f"{bin_dir}: cannot create the bin folder ({exc.strerror})") from None
-    stale = [p for p in bin_dir.glob("*.bin") if not any(p.name.startswith(s.stem + "_") for s in samples)]
+    prefixes = assign_prefixes([s.name for s in samples])
+    renamed = [(s, p) for s, p in zip(samples, prefixes) if p != s.stem]
+    if renamed:
+        log(f"note: images with the same name before the first dot as another image (e.g. "
+            f"{renamed[0][0].image_path}) get unique window prefixes (e.g. {renamed[0][1]}_0.bin), "
+            f"{len(renamed)} in all, recorded in {manifest.name}")
+    ours = set(prefixes)
+    stale = [p for p in bin_dir.glob("*.bin") if p.name.rpartition("_")[0] not in ours]
     if stale:
-        print(f"warning: {bin_dir} holds {len(stale)} .bin files of other images (e.g. {stale[0].name}); "
-              "an inference run on the folder will include them")
-    jobs = [(s, cfg, bin_dir) for s in samples]
+        log(f"warning: {bin_dir} holds {len(stale)} .bin files of other images (e.g. {stale[0].name}); "
+            "an inference run on the folder will include them")
+    (bin_dir / LAYOUT_STAMP).unlink(missing_ok=True)  # no stamp until the folder is complete
+    usual = typical_windows(cfg)
+    jobs = [(s, p, cfg, bin_dir, usual) for s, p in zip(samples, prefixes)]
     workers = workers or min(len(jobs), cpu_threads())
     bar = dict(total=len(jobs), desc="preprocess", unit="img")
     if workers <= 1:
         _init_worker()
-        plans = [_preprocess_one(j) for j in tqdm(jobs, **bar)]
+        results = [_preprocess_one(j) for j in tqdm(jobs, **bar)]
     else:
         with ProcessPoolExecutor(workers, initializer=_init_worker) as pool:
-            plans = list(tqdm(pool.map(_preprocess_one, jobs), **bar))
+            results = list(tqdm(pool.map(_preprocess_one, jobs), **bar))
+    plans = [plan for plan, _ in results]
+    removed = sum(n for _, n in results)
+    if removed:
+        log(f"note: removed {removed} window files of an earlier run with other settings from {bin_dir}")
     write_gt_file(gt_path, plans)
-    write_manifest(manifest_beside(gt_path), cfg, n_cls, plans, split=split, **manifest_extra)
+    fingerprint = write_manifest(manifest, cfg, n_cls, plans, split=split, **manifest_extra)
+    write_stamp(bin_dir, fingerprint, manifest, sum(p.n_windows for p in plans))
     return plans

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from .errors import SegmenterError
+from .plan import SINGLE_SCALE, View, WindowConfig
 
 DECODER_NAMES = ("linear", "mask_transformer")
 
@@ -59,10 +60,13 @@ class Variant:
 
     model: ModelConfig
     normalization: str  # key of NORMALIZATIONS
-    image_size: int  # short side images are resized to (inference im_size)
+    image_size: int | None  # short side images are resized to (inference im_size); None when the file has none
     window_size: int  # sliding-window side (training crop)
     window_stride: int  # upstream evaluation stride
+    dataset: str | None  # dataset_kwargs.dataset
     raw: dict[str, Any]
+    path: Path
+    notes: tuple[str, ...] = ()  # defaults taken because the file lacks a key
 
     @property
     def n_cls(self) -> int:
@@ -75,6 +79,20 @@ def _get(section: dict, key: str, where: str, path: Path) -> Any:
     return section[key]
 
 
+def _positive(value: Any, key: str, path: Path, lo: int = 1, hi: int = 1 << 20) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or not lo <= value <= hi:
+        raise SegmenterError(f"{path}: {key} must be an integer from {lo} to {hi}, got {value!r}")
+    return int(value)
+
+
+def _first(candidates: list[tuple[dict, str, str]]) -> tuple[Any, str] | None:
+    """The first present of several keys: (value, 'section.key'), or None."""
+    for section, where, key in candidates:
+        if isinstance(section, dict) and section.get(key) is not None:
+            return section[key], f"{where}{key}"
+    return None
+
+
 def parse_variant(raw: Any, path: Path) -> Variant:
     """Build a Variant from the loaded YAML mapping; errors name the file and the key."""
     if not isinstance(raw, dict):
@@ -85,37 +103,54 @@ def parse_variant(raw: Any, path: Path) -> Variant:
     if name not in DECODER_NAMES:
         raise SegmenterError(f"{path}: unknown decoder '{name}' (known: {', '.join(DECODER_NAMES)})")
     image_size = _get(net, "image_size", "net_kwargs.", path)
-    if isinstance(image_size, int):
+    if isinstance(image_size, (int, float)) and not isinstance(image_size, bool):
         image_size = [image_size, image_size]
-    try:
-        cfg = ModelConfig(
-            image_size=(int(image_size[0]), int(image_size[1])),
-            patch_size=int(_get(net, "patch_size", "net_kwargs.", path)),
-            d_model=int(_get(net, "d_model", "net_kwargs.", path)),
-            n_heads=int(_get(net, "n_heads", "net_kwargs.", path)),
-            n_layers=int(_get(net, "n_layers", "net_kwargs.", path)),
-            n_cls=int(_get(net, "n_cls", "net_kwargs.", path)),
-            decoder=name,
-            decoder_layers=int(dec.get("n_layers", 2)),
-            distilled=bool(net.get("distilled", False)),
-        )
-    except (TypeError, ValueError, IndexError) as exc:
-        raise SegmenterError(f"{path}: bad value in net_kwargs ({exc})") from None
+    if not isinstance(image_size, (list, tuple)) or len(image_size) != 2:
+        raise SegmenterError(f"{path}: net_kwargs.image_size must be [height, width], got {image_size!r}")
+    n = lambda key, lo=1, hi=1 << 20: _positive(_get(net, key, "net_kwargs.", path), f"net_kwargs.{key}", path,  # noqa: E731
+                                                lo, hi)
+    cfg = ModelConfig(
+        image_size=(_positive(image_size[0], "net_kwargs.image_size", path),
+                    _positive(image_size[1], "net_kwargs.image_size", path)),
+        patch_size=n("patch_size"), d_model=n("d_model"), n_heads=n("n_heads"), n_layers=n("n_layers", 0),
+        n_cls=n("n_cls", 1, 255), decoder=name,
+        decoder_layers=_positive(dec.get("n_layers", 2), "net_kwargs.decoder.n_layers", path, 0),
+        distilled=bool(net.get("distilled", False)),
+    )
     if cfg.d_model % cfg.n_heads:
         raise SegmenterError(f"{path}: d_model {cfg.d_model} is not a multiple of n_heads {cfg.n_heads}")
+    if min(cfg.grid) < 1:
+        raise SegmenterError(f"{path}: net_kwargs.image_size {list(cfg.image_size)} is smaller than the patch size "
+                             f"{cfg.patch_size}")
     data = raw.get("dataset_kwargs") or {}
     infer = raw.get("inference_kwargs") or {}
-    norm = data.get("normalization", net.get("normalization", "vit"))
-    if norm not in NORMALIZATIONS:
-        raise SegmenterError(f"{path}: unknown normalization '{norm}' (known: {', '.join(NORMALIZATIONS)})")
-    window = int(infer.get("window_size", data.get("crop_size", cfg.image_size[0])))
+    notes = []
+    norm = _first([(data, "dataset_kwargs.", "normalization"), (net, "net_kwargs.", "normalization")])
+    if norm is None:
+        raise SegmenterError(f"{path}: neither dataset_kwargs.normalization nor net_kwargs.normalization is set; "
+                             f"add one ({' or '.join(NORMALIZATIONS)})")
+    if norm[0] not in NORMALIZATIONS:
+        raise SegmenterError(f"{path}: unknown normalization '{norm[0]}' (known: {', '.join(NORMALIZATIONS)})")
+    window = _first([(infer, "inference_kwargs.", "window_size"), (data, "dataset_kwargs.", "crop_size")])
+    if window is None:
+        window = (cfg.image_size[0], "net_kwargs.image_size")
+        notes.append(f"{path.name} has no inference_kwargs.window_size or dataset_kwargs.crop_size: windows of "
+                     f"{window[0]}, the training size net_kwargs.image_size")
+    window_size = _positive(window[0], window[1], path)
+    size = _first([(infer, "inference_kwargs.", "im_size"), (data, "dataset_kwargs.", "image_size")])
+    stride = infer.get("window_stride")
+    dataset = data.get("dataset") if isinstance(data.get("dataset"), str) else None
     return Variant(
         model=cfg,
-        normalization=norm,
-        image_size=int(infer.get("im_size", data.get("image_size", window))),
-        window_size=window,
-        window_stride=int(infer.get("window_stride", window - 32)),
+        normalization=norm[0],
+        image_size=_positive(size[0], size[1], path) if size is not None else None,
+        window_size=window_size,
+        window_stride=_positive(stride, "inference_kwargs.window_stride", path) if stride is not None
+        else max(window_size - 32, 1),
+        dataset=dataset,
         raw=raw,
+        path=path,
+        notes=tuple(notes),
     )
 
 
@@ -123,7 +158,8 @@ def load_variant(path: str | Path) -> Variant:
     """Read a released variant.yml. Accepts `!!python/tuple`; refuses other python tags unexecuted."""
     path = Path(path)
     if not path.is_file():
-        raise SegmenterError(f"{path}: variant file not found; pass --variant or put variant.yml beside the checkpoint")
+        raise SegmenterError(f"{path}: variant file not found; give the variant.yml path or put variant.yml beside "
+                             "the checkpoint")
     try:
         raw = yaml.load(path.read_text(), Loader=_VariantLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.constructor.ConstructorError as exc:
@@ -138,3 +174,17 @@ def load_variant(path: str | Path) -> Variant:
 def variant_beside(checkpoint: str | Path) -> Path:
     """The variant.yml that the release puts beside checkpoint.pth."""
     return Path(checkpoint).with_name("variant.yml")
+
+
+def window_config(variant: Variant, image_size: int | None = None, window_size: int | None = None,
+                  window_stride: int | None = None, views: tuple[View, ...] = SINGLE_SCALE) -> WindowConfig:
+    """Window settings: given values, else the variant's inference size and crop size, and the guide's stride
+    (window size - 32)."""
+    size = image_size if image_size is not None else variant.image_size
+    if size is None:
+        raise SegmenterError(f"{variant.path}: neither inference_kwargs.im_size nor dataset_kwargs.image_size is "
+                             "set: give the image size (the short side images are resized to) explicitly")
+    window = window_size if window_size is not None else variant.window_size
+    stride = window_stride if window_stride is not None else max(window - 32, 1)
+    return WindowConfig(image_size=size, window_size=window, window_stride=stride,
+                        normalization=variant.normalization, views=views)

@@ -4,9 +4,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-# The guide's own preprocess (no manifest): 1024x2048 images, window 768, stride 736, 19 classes.
-GUIDE_LAYOUT = {"image_hw": (1024, 2048), "window_size": 768, "window_stride": 736, "n_cls": 19}
-
 
 def axis_anchors(length: int, window: int, stride: int) -> list[int]:
     """Every multiple of stride below length - window, then length - window (the last touches the border)."""
@@ -14,6 +11,14 @@ def axis_anchors(length: int, window: int, stride: int) -> list[int]:
         raise ValueError(f"side {length} is shorter than the window {window}")
     last = length - window
     return [a for a in range(0, length, stride) if a < last] + [last]
+
+
+def axis_window_count(length: int, window: int, stride: int) -> int:
+    """len(axis_anchors(length, window, stride)), without listing them."""
+    if length < window:
+        raise ValueError(f"side {length} is shorter than the window {window}")
+    last = length - window
+    return -(-last // stride) + 1 if last else 1
 
 
 def window_anchors(hw: tuple[int, int], window: int, stride: int) -> list[tuple[int, int]]:
@@ -73,11 +78,3 @@ def argmax_labels(logits: np.ndarray) -> np.ndarray:
         labels[better] = k
         np.maximum(best, logits[k], out=best)
     return labels
-
-
-def predict_from_windows(merger: WindowMerger, original_hw: tuple[int, int]) -> np.ndarray:
-    """Merged window logits -> (H, W) uint8 label map at the original image size.
-
-    Softmax is monotonic per pixel, so the argmax of the resized logits equals that of the probabilities.
-    """
-    return argmax_labels(resize_logits(merger.mean(), original_hw))

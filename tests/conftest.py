@@ -1,23 +1,29 @@
 """Shared helpers: paths of the test data and a runner for the top-level scripts."""
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+_CACHE = tempfile.mkdtemp(prefix="segmenter-test-cache-")  # exported models of the tests' checkpoints
+os.environ["SEGMENTER_CACHE_DIR"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 GOLDEN = ROOT / "tests" / "data" / "golden"
 GOLDEN_CASES = sorted(p.name for p in GOLDEN.iterdir() if p.is_dir())
 
-sys.path.insert(0, str(ROOT))
 
-
-def run_script(script: str, *args, timeout: float = 900) -> subprocess.CompletedProcess:
-    """Run a repository script with this interpreter; returns the completed process (text output)."""
+def run_script(script: str, *args, timeout: float = 900, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a repository script with this interpreter (env: extra variables); returns the completed process."""
     return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, cwd=ROOT)
+                          text=True, timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})})
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -35,3 +41,25 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     from segmenter.checkpoint import write_random_checkpoint
 
     return write_random_checkpoint(tmp_path_factory.mktemp("tiny"), "tiny", seed=1)
+
+
+def bash_script(script: str, *args, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run a repository shell script with PYTHON set to this interpreter (unless env says otherwise)."""
+    full_env = {**os.environ, "PYTHON": sys.executable, **(env or {})}
+    return subprocess.run(["bash", str(ROOT / script), *map(str, args)], capture_output=True, text=True,
+                          env=full_env, cwd=cwd or ROOT, timeout=600)
+
+
+def put_cityscapes_image(root: Path, city: str, stem: str, image: np.ndarray, gt: np.ndarray,
+                         split: str = "val") -> Path:
+    """Write `<stem>_leftImg8bit.png` and its train-id map in the Cityscapes layout under root; returns the image."""
+    import cv2
+
+    image_dir = root / "cityscapes" / "leftImg8bit" / split / city
+    gt_dir = root / "cityscapes" / "gtFine" / split / city
+    image_dir.mkdir(parents=True, exist_ok=True)
+    gt_dir.mkdir(parents=True, exist_ok=True)
+    path = image_dir / f"{stem}_leftImg8bit.png"
+    path.write_bytes(cv2.imencode(".png", image)[1].tobytes())
+    (gt_dir / f"{stem}_gtFine_labelTrainIds.png").write_bytes(cv2.imencode(".png", gt)[1].tobytes())
+    return path

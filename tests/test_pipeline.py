@@ -111,13 +111,15 @@ def postprocess(chain: Path, result_dir: Path, tag: str, *extra):
 
 
 def test_preprocess_layout(chain):
-    bins = sorted(p.name for p in (chain / "bins").iterdir())
+    bins = sorted(p.name for p in (chain / "bins").glob("*.bin"))
     manifest = json.loads((chain / "gt_file.json").read_text())
     assert manifest["window_size"] == 64 and manifest["window_stride"] == 32 and manifest["n_cls"] == 19
     first = manifest["images"][0]
-    assert first["original_hw"] == list(IMAGE_HW)
-    assert first["resized_hw"] == [48, 96] and first["canvas_hw"] == [64, 128]
-    assert first["anchors"] == [[0, 0], [0, 32], [0, 64]]
+    assert first["original_hw"] == list(IMAGE_HW) and first["prefix"] == first["name"].split(".")[0]
+    view = first["views"][0]
+    assert view["scale"] == 1.0 and view["flip"] is False
+    assert view["resized_hw"] == [48, 96] and view["canvas_hw"] == [64, 128]
+    assert view["anchors"] == [[0, 0], [0, 32], [0, 64]]
     assert len(bins) == N_IMAGES * 3 and all(n.endswith(tuple(f"_{k}.bin" for k in range(3))) for n in bins)
     assert all((chain / "bins" / n).stat().st_size == 3 * 64 * 64 * 4 for n in bins)
     lines = (chain / "gt_file.txt").read_text().splitlines()
@@ -129,13 +131,15 @@ def test_preprocess_layout(chain):
 def test_infer_layout_and_summary(chain):
     out = infer(chain, 4)  # 9 windows: the last batch is padded with 3 repeats
     names = sorted(p.name for p in out.iterdir())
-    expected = sorted(p.name.replace(".bin", "_0.bin") for p in (chain / "bins").iterdir())
+    expected = sorted(p.name.replace(".bin", "_0.bin") for p in (chain / "bins").glob("*.bin"))
     assert names == expected  # one output per input, none for padding
     summary = json.loads((chain / "result" / "result_bs4_summary.json").read_text())
     assert set(summary["NPU_compute_time"]) == {"min", "max", "mean", "median", "percentile(99%)", "count"}
     assert summary["NPU_compute_time"]["count"] == 3
     assert summary["throughput"] == pytest.approx(4000 / summary["NPU_compute_time"]["mean"])
     assert len(summary["filesinfo"]["2"]["infiles"]) == 1
+    manifest = json.loads((chain / "gt_file.json").read_text())
+    assert summary["layout_fingerprint"] == manifest["fingerprint"]  # passed on from the bin folder
 
 
 def test_infer_pure_inference_prints_throughput():

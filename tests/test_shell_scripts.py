@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import csv
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import bash_script as bash
 
 from segmenter.checkpoint import write_random_checkpoint
 
@@ -22,12 +20,6 @@ def onnx_model(tmp_path_factory) -> Path:
     model, _ = load_model(write_random_checkpoint(folder, "tiny"))
     export_onnx(model, folder / "m.onnx", (64, 64), log=lambda _: None)
     return folder / "m.onnx"
-
-
-def bash(script: str, *args, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "PYTHON": sys.executable, **(env or {})}
-    return subprocess.run(["bash", str(ROOT / script), *map(str, args)], capture_output=True, text=True,
-                          env=full_env, cwd=cwd or ROOT, timeout=600)
 
 
 def test_convert_om_without_atc(onnx_model, tmp_path):

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from segmenter.errors import SegmenterError, run_cli  # noqa: E402
-from segmenter.fakecity import write_split  # noqa: E402
+from segmenter.errors import SegmenterError, run_cli
+from segmenter.fakecity import write_split
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from segmenter.data import list_cityscapes  # noqa: E402
-from segmenter.errors import SegmenterError, run_cli  # noqa: E402
-from segmenter.metrics import colourize, write_png  # noqa: E402
-from segmenter.preprocess import manifest_beside  # noqa: E402
+from segmenter.data import list_cityscapes
+from segmenter.errors import SegmenterError, run_cli
+from segmenter.manifest import manifest_beside, read_manifest
+from segmenter.metrics import colourize, write_png
+from segmenter.plan import assign_prefixes
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -36,11 +33,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def images_and_truths(args: argparse.Namespace) -> list[tuple[str, str, str]]:
     """(stem, image path, gt path) of every image of the run."""
     if args.data_root:
-        return [(s.stem, str(s.image_path), str(s.gt_path)) for s in list_cityscapes(args.data_root, args.split)]
+        samples = list_cityscapes(args.data_root, args.split)
+        prefixes = assign_prefixes([s.name for s in samples])
+        return [(p, str(s.image_path), str(s.gt_path)) for s, p in zip(samples, prefixes)]
     manifest = manifest_beside(args.gt_path)
     if not manifest.is_file():
         raise SegmenterError(f"{manifest}: manifest not found; run segmenter_preprocess.py first")
-    return [(e["stem"], e["image_path"], e["gt_path"]) for e in json.loads(manifest.read_text())["images"]]
+    return [(p.prefix, p.image_path, p.gt_path) for p in read_manifest(manifest).plans]
 
 
 def main(args: argparse.Namespace) -> int:

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from segmenter.checkpoint import SIZES, write_random_checkpoint  # noqa: E402
-from segmenter.errors import run_cli  # noqa: E402
-from segmenter.variant import DECODER_NAMES, NORMALIZATIONS  # noqa: E402
+from segmenter.checkpoint import SIZES, write_random_checkpoint
+from segmenter.errors import run_cli
+from segmenter.variant import DECODER_NAMES, NORMALIZATIONS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

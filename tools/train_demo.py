@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -17,16 +16,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from segmenter.checkpoint import make_variant_dict, save_released_format  # noqa: E402
-from segmenter.data import WindowConfig, preprocess_image  # noqa: E402
-from segmenter.errors import run_cli  # noqa: E402
-from segmenter.fakecity import draw_street_scene  # noqa: E402
-from segmenter.metrics import ConfusionMatrix, compute_scores  # noqa: E402
-from segmenter.model import Segmenter  # noqa: E402
-from segmenter.variant import NORMALIZATIONS, parse_variant  # noqa: E402
-from segmenter.windows import WindowMerger, cut_windows, predict_from_windows, window_anchors  # noqa: E402
+from segmenter.checkpoint import make_variant_dict, save_released_format
+from segmenter.data import view_windows
+from segmenter.errors import run_cli
+from segmenter.fakecity import draw_street_scene
+from segmenter.metrics import ConfusionMatrix, compute_scores
+from segmenter.model import Segmenter
+from segmenter.plan import ImagePlan, WindowConfig
+from segmenter.scoring import ImageMerger
+from segmenter.variant import NORMALIZATIONS, parse_variant
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -113,13 +111,12 @@ def evaluate(model: Segmenter, data, cfg: WindowConfig) -> dict:
     model.eval()
     confusion = ConfusionMatrix(model.n_cls)
     for image, label in data:
-        canvas = preprocess_image(image, cfg)
-        anchors = window_anchors(canvas.shape[1:], cfg.window_size, cfg.window_stride)
-        logits = model(torch.from_numpy(cut_windows(canvas, anchors, cfg.window_size))).numpy()
-        merger = WindowMerger(model.n_cls, canvas.shape[1:], anchors, cfg.window_size)
-        for k, window_logits in enumerate(logits):
+        plan = ImagePlan.for_image("", "", "", "", image.shape[:2], cfg)
+        merger = ImageMerger(plan, model.n_cls, cfg.window_size)
+        windows = np.concatenate(list(view_windows(image, plan, cfg)))
+        for k, window_logits in enumerate(model(torch.from_numpy(windows)).numpy()):
             merger.add(k, window_logits)
-        confusion.update(label, predict_from_windows(merger, label.shape))
+        confusion.update(label, merger.labels())
     model.train()
     return compute_scores(confusion.matrix)
 

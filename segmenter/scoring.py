@@ -1,0 +1,158 @@
+"""From one image's window logits to its label map and its confusion counts: shared by every route.
+
+The file route (window outputs read from disk), the streaming route (outputs from an engine) and
+prediction all feed an ImageMerger window by window, then call score_image.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .data import read_ground_truth
+from .errors import SegmenterError
+from .metrics import ConfusionMatrix, save_prediction_pngs
+from .plan import ImagePlan
+from .windows import WindowMerger, argmax_labels, resize_logits
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over axis 0 of (K, H, W) float32, in place."""
+    logits -= logits.max(0, keepdims=True)
+    np.exp(logits, out=logits)
+    logits /= logits.sum(0, keepdims=True)
+    return logits
+
+
+class ImageMerger:
+    """Takes an image's window logits in order k = 0, 1, ...; merges each view, then combines the views.
+
+    A view's windows are summed on its canvas and divided by the per-pixel window count, resized
+    bilinearly to the original size, turned into probabilities with a softmax and flipped back if the
+    view was flipped; the image's probabilities are the mean over its views. With a single unflipped
+    view the softmax is skipped: it does not change the argmax. Memory: one view's canvas and one
+    (K, H, W) map at the original size.
+    """
+
+    def __init__(self, plan: ImagePlan, n_cls: int, window: int) -> None:
+        self.plan, self.n_cls, self.window = plan, n_cls, window
+        self.added = 0
+        self._view = 0
+        self._in_view = 0
+        self._canvas: WindowMerger | None = None
+        self._sum: np.ndarray | None = None  # (K, H, W): sum of view probabilities, or the single view's logits
+
+    @property
+    def complete(self) -> bool:
+        return self.added == self.plan.n_windows
+
+    @property
+    def single_view(self) -> bool:
+        return len(self.plan.views) == 1 and not self.plan.views[0].view.flip
+
+    def add(self, k: int, logits: np.ndarray) -> None:
+        """Add window k's (K, window, window) logits; windows must come in order."""
+        if k != self.added:
+            raise ValueError(f"window {k} of {self.plan.name} came before window {self.added}")
+        layout = self.plan.views[self._view]
+        if self._canvas is None:
+            self._canvas = WindowMerger(self.n_cls, layout.canvas_hw, list(layout.anchors), self.window)
+        self._canvas.add(self._in_view, logits)
+        self.added += 1
+        self._in_view += 1
+        if self._canvas.complete:
+            self._finish_view(layout.view.flip)
+
+    def _finish_view(self, flip: bool) -> None:
+        merged = resize_logits(self._canvas.mean(), self.plan.original_hw)
+        self._canvas = None
+        self._view += 1
+        self._in_view = 0
+        if self.single_view:
+            self._sum = merged
+            return
+        probs = softmax(np.array(merged, np.float32))
+        if flip:
+            probs = probs[:, :, ::-1]
+        if self._sum is None:
+            self._sum = np.ascontiguousarray(probs)
+        else:
+            self._sum += probs
+
+    def probabilities(self) -> np.ndarray:
+        """(K, H, W) float32 mean probabilities over the views, at the original size."""
+        if not self.complete:
+            raise ValueError(f"{self.plan.name}: {self.added} of {self.plan.n_windows} windows merged")
+        if self.single_view:
+            return softmax(self._sum.copy())
+        return self._sum / len(self.plan.views)
+
+    def labels(self) -> np.ndarray:
+        """(H, W) uint8 class indices at the original size; ties go to the lower class."""
+        if not self.complete:
+            raise ValueError(f"{self.plan.name}: {self.added} of {self.plan.n_windows} windows merged")
+        return argmax_labels(self._sum)
+
+
+def check_ground_truths(plans) -> None:
+    """Every ground-truth file exists, before hours of work find that one does not."""
+    for plan in plans:
+        if plan.gt_path and not Path(plan.gt_path).is_file():
+            raise SegmenterError(f"{plan.gt_path}: ground truth of {plan.name} not found")
+
+
+@dataclass
+class ImageScore:
+    """One image's prediction and, where it has ground truth, its (K, K) confusion counts."""
+
+    plan: ImagePlan
+    labels: np.ndarray
+    confusion: np.ndarray | None
+
+    @property
+    def labelled_pixels(self) -> int:
+        return int(self.confusion.sum()) if self.confusion is not None else 0
+
+
+def score_image(merger: ImageMerger, gt_path: str | Path | None = None,
+                pred_dir: Path | None = None) -> ImageScore:
+    """Label map of a merged image; compared with its ground truth when given; PNGs saved when asked."""
+    labels = merger.labels()
+    confusion = None
+    if gt_path:
+        gt = read_ground_truth(gt_path, merger.plan.original_hw)
+        try:
+            confusion = ConfusionMatrix.of_image(gt, labels, merger.n_cls)
+        except ValueError as exc:
+            raise SegmenterError(f"{gt_path}: {exc}") from None
+    if pred_dir is not None:
+        save_prediction_pngs(pred_dir, merger.plan.prefix, labels, merger.n_cls)
+    return ImageScore(merger.plan, labels, confusion)
+
+
+class ScoreBook:
+    """The run's total confusion matrix and the images whose ground truth labels no pixel."""
+
+    def __init__(self, n_cls: int) -> None:
+        self.confusion = ConfusionMatrix(n_cls)
+        self.unlabelled: list[str] = []
+        self.images = 0
+
+    def add(self, score: ImageScore) -> None:
+        self.images += 1
+        if score.confusion is not None:
+            self.confusion.matrix += score.confusion
+            if score.labelled_pixels == 0:
+                self.unlabelled.append(score.plan.name)
+
+    def check(self, log=print) -> ConfusionMatrix:
+        """The confusion matrix, after saying which ground truths label nothing; none labelled is an error."""
+        if self.unlabelled:
+            names = ", ".join(self.unlabelled[:3]) + (" ..." if len(self.unlabelled) > 3 else "")
+            if len(self.unlabelled) == self.images:
+                raise SegmenterError(f"every pixel of every ground truth is ignored (255) in the {self.images} "
+                                     f"images ({names}): the metrics are undefined; check the label files")
+            log(f"warning: {len(self.unlabelled)} of {self.images} ground truths label no pixel (all 255): "
+                f"{names}; they add nothing to the metrics")
+        return self.confusion
