@@ -9,6 +9,9 @@
 #   --device D                 engine for segmenter_infer.py: cpu, openvino, cuda, tensorrt (default: cpu)
 #   --precision P              precision for segmenter_infer.py: fp32, bf16, fp16, int8 (default: fp32)
 #   --csv FILE                 where to write the table (default: perf.csv)
+#   --data-root DIR            also count the windows of a data set and project its inference time
+#   --cfg-path FILE            with --data-root: the model's variant.yml (default: variant.yml beside MODEL)
+#   --views "ARGS"             with --data-root: view flags of segmenter_eval.py, e.g. "--multiscale"
 # Python: $PYTHON, else the repository's .venv, else python3.
 # Example: bash perf.sh runs/demo/model.onnx --batch-sizes "1 4" --loop 5 --csv runs/demo/perf.csv
 set -euo pipefail
@@ -28,17 +31,20 @@ case ${1:-} in
 esac
 model=$1
 shift
-batch_sizes="1 4 8 16" loop="" device=cpu precision=fp32 csv=perf.csv
+batch_sizes="1 4 8 16" loop="" device=cpu precision=fp32 csv=perf.csv data_root="" cfg_path="" views=""
 while [ $# -gt 0 ]; do
     case $1 in
-        --batch-sizes|--loop|--device|--precision|--csv)
-            [ $# -ge 2 ] && [[ $2 != --* ]] || die "$1 needs a value (see bash perf.sh --help)"
+        --batch-sizes|--loop|--device|--precision|--csv|--data-root|--cfg-path|--views)
+            [ $# -ge 2 ] && { [[ $2 != --* ]] || [ "$1" = --views ]; } || die "$1 needs a value (see bash perf.sh --help)"
             case $1 in
                 --batch-sizes) batch_sizes=$2 ;;
                 --loop) loop=$2 ;;
                 --device) device=$2 ;;
                 --precision) precision=$2 ;;
                 --csv) csv=$2 ;;
+                --data-root) data_root=$2 ;;
+                --cfg-path) cfg_path=$2 ;;
+                --views) views=$2 ;;
             esac
             shift 2 ;;
         -h|--help) usage; exit 0 ;;
@@ -64,6 +70,14 @@ else
     engine=segmenter_infer
     [ -f "$model" ] || die "$model: ONNX model not found (ais_bench is not installed, so .om files cannot run here)"
 fi
+total=""
+if [ -n "$data_root" ]; then
+    read -r -a view_args <<<"$views"
+    census=$("$python" "$here/segmenter_eval.py" --model "$model" ${cfg_path:+--cfg-path "$cfg_path"} \
+             --data-root "$data_root" --dry-run "${view_args[@]}" 2>&1) || { echo "$census" >&2; exit 2; }
+    echo "$census"
+    total=$(echo "$census" | sed -n 's/.*, \([0-9][0-9]*\) in all for .*/\1/p')
+fi
 rows=("batch_size,windows_per_s,ms_per_batch,engine")
 for bs in "${sizes[@]}"; do
     if [ $engine = ais_bench ]; then
@@ -80,7 +94,11 @@ for bs in "${sizes[@]}"; do
     fps=$(echo "$fps" | tr -d ' ')
     ms=$(awk -v f="$fps" -v b="$bs" 'BEGIN { printf "%.2f", 1000 * b / f }')
     rows+=("$bs,$fps,$ms,$name")
-    printf 'batch %-3s %10.3f windows/s  %10s ms/batch  (%s)\n' "$bs" "$fps" "$ms" "$name"
+    projected=""
+    [ -z "$total" ] || projected=$(awk -v n="$total" -v f="$fps" 'BEGIN { t = n / f
+        if (t < 120) printf "  %.1f s", t; else if (t < 7200) printf "  %.1f min", t / 60; else printf "  %.1f h", t / 3600
+        printf " for the data set (%d windows)", n }')
+    printf 'batch %-3s %10.3f windows/s  %10s ms/batch%s  (%s)\n' "$bs" "$fps" "$ms" "$projected" "$name"
 done
 tmp="$csv_dir/.$(basename -- "$csv").$$.tmp"  # created with the user's umask, renamed into place
 printf '%s\n' "${rows[@]}" >"$tmp"

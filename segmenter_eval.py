@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Evaluate a model on a Cityscapes-layout data set in one streaming process: no intermediate files.
+"""Evaluate a model on its data set (Cityscapes, ADE20K, Pascal Context) in one streaming process: no files between.
 
 Images -> windows -> engine -> merge -> metrics, with decoding, inference and scoring overlapped.
 Same data, window and metric conventions as segmenter_preprocess.py + segmenter_postprocess.py.
@@ -9,14 +9,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from segmenter.cli import ArgumentParser, add_window_flags, positive_int, print_notes
-from segmenter.data import list_cityscapes
+from segmenter.cli import (
+    ArgumentParser,
+    add_dataset_flags,
+    add_view_flags,
+    add_window_flags,
+    positive_int,
+    views_from_args,
+)
+from segmenter.config import describe, resolve_dataset, window_config
+from segmenter.data import window_census
 from segmenter.engines import DEVICES, PRECISIONS, open_engine, resolve_auto
 from segmenter.errors import SegmenterError, run_cli
 from segmenter.evaluate import stream_evaluate
 from segmenter.files import ensure_writable_dir, ensure_writable_file, refuse_overwrite
 from segmenter.metrics import format_report, write_metrics
-from segmenter.variant import load_variant, window_config
+from segmenter.variant import load_variant
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -27,9 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "then reused from the cache; see README).")
     parser.add_argument("--cfg-path", default=None,
                         help="The model's variant.yml. Default: variant.yml beside --model.")
-    parser.add_argument("--data-root", required=True, help="Folder that contains cityscapes/.")
-    parser.add_argument("--split", default="val", help="Data set split. Default: val.")
+    add_dataset_flags(parser)
     add_window_flags(parser)
+    add_view_flags(parser)
     parser.add_argument("--device", default="auto",
                         help=f"Engine target: auto (fastest installed) or one of {', '.join(DEVICES)}. Default: auto.")
     parser.add_argument("--precision", default="auto",
@@ -40,10 +48,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=positive_int, default=2,
                         help="Threads decoding and preprocessing images. Default: 2.")
     parser.add_argument("--threads", type=positive_int, default=None, help="Engine threads. Default: one per CPU core.")
-    parser.add_argument("--metrics-path", required=True, help="YAML file to write the metrics to.")
+    parser.add_argument("--metrics-path", default=None, help="YAML file to write the metrics to (required but "
+                        "with --dry-run).")
     parser.add_argument("--pred-dir", default=None,
-                        help="Also save each prediction as labelIds/<prefix>.png and color/<prefix>.png.")
-    return parser.parse_args(argv)
+                        help="Also save each prediction as labels/<prefix>.png (class indices), color/<prefix>.png "
+                             "and, for Cityscapes, labelIds/<prefix>.png (for its official evaluator).")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="Only print the settings and the window count per image and in all, then stop.")
+    args = parser.parse_args(argv)
+    if not args.metrics_path and not args.dry_run:
+        parser.error("the following arguments are required: --metrics-path")
+    return args
 
 
 def main(args: argparse.Namespace) -> int:
@@ -51,12 +66,18 @@ def main(args: argparse.Namespace) -> int:
     cfg_path = Path(args.cfg_path) if args.cfg_path else model.with_name("variant.yml")
     refuse_overwrite({"metrics file": args.metrics_path, "prediction folder": args.pred_dir},
                      {"model": model, "variant": cfg_path, "data root": args.data_root})
-    ensure_writable_file(args.metrics_path, "metrics file")
+    if args.metrics_path:
+        ensure_writable_file(args.metrics_path, "metrics file")
     pred_dir = ensure_writable_dir(args.pred_dir, "prediction folder") if args.pred_dir else None
+    views = views_from_args(args)
     variant = load_variant(cfg_path)
-    print_notes(variant.notes)
-    cfg = window_config(variant, args.image_size, args.window_size, args.window_stride)
-    samples = list_cityscapes(args.data_root, args.split)
+    spec = resolve_dataset(variant, args.dataset)
+    cfg = window_config(variant, spec, args.image_size, args.window_size, args.window_stride, views)
+    samples = spec.samples(args.data_root, args.split)
+    print(describe(cfg, spec))
+    print(window_census(samples, cfg))
+    if args.dry_run:
+        return 0
     device, precision = resolve_auto(args.device, args.precision)
     if model.suffix in (".pth", ".pt"):
         from segmenter.cache import exported_model
@@ -65,11 +86,10 @@ def main(args: argparse.Namespace) -> int:
     engine = open_engine(model, device, precision, args.threads, args.batch_size)
     if engine.n_cls != variant.n_cls:
         raise SegmenterError(f"{args.model}: the model has {engine.n_cls} classes, the variant {variant.n_cls}")
-    print(f"{engine.name}, batch size {args.batch_size}: {len(samples)} images, windows {cfg.window_size} "
-          f"stride {cfg.window_stride}, images resized to fit {2 * cfg.image_size}x{cfg.image_size}")
-    confusion = stream_evaluate(samples, cfg, engine, args.batch_size, args.workers, pred_dir)
-    print(format_report(confusion.matrix))
-    scores = write_metrics(args.metrics_path, confusion.matrix)
+    print(f"{engine.name}, batch size {args.batch_size}")
+    confusion = stream_evaluate(samples, spec, cfg, engine, args.batch_size, args.workers, pred_dir)
+    print(format_report(confusion.matrix, spec, cfg.inference))
+    scores = write_metrics(args.metrics_path, confusion.matrix, spec, cfg.inference)
     print(f"mIoU {scores['mean_iou']:.2f}; wrote {args.metrics_path}")
     return 0
 

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from segmenter.cli import ArgumentParser
+from segmenter.datasets import dataset_spec
 from segmenter.errors import run_cli
 from segmenter.files import ensure_writable_dir, ensure_writable_file, refuse_overwrite
 from segmenter.manifest import manifest_beside
@@ -25,8 +26,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Window-layout manifest. Default: the .json beside the gt file; without one, the "
                              "guide's fixed layout (1024x2048 images, 768 windows, stride 736, 19 classes).")
     parser.add_argument("--pred-dir", default=None,
-                        help="Also save each prediction as labelIds/<prefix>.png (Cityscapes label ids, for "
-                             "csEvalPixelLevelSemanticLabeling) and color/<prefix>.png.")
+                        help="Also save each prediction as labels/<prefix>.png (class indices), color/<prefix>.png "
+                             "and, for Cityscapes, labelIds/<prefix>.png (for csEvalPixelLevelSemanticLabeling).")
     return parser.parse_args(argv)
 
 
@@ -38,9 +39,10 @@ def main(args: argparse.Namespace) -> int:
                       "inference summary": result_dir.parent / f"{result_dir.name}_summary.json"})
     ensure_writable_file(args.metrics_path, "metrics file")
     pred_dir = ensure_writable_dir(args.pred_dir, "prediction folder") if args.pred_dir else None
-    confusion = run_postprocess(result_dir, gt_path, Path(args.manifest) if args.manifest else None, pred_dir)
-    print(format_report(confusion.matrix))
-    scores = write_metrics(args.metrics_path, confusion.matrix)
+    confusion, layout = run_postprocess(result_dir, gt_path, Path(args.manifest) if args.manifest else None, pred_dir)
+    spec = dataset_spec(layout.dataset)
+    print(format_report(confusion.matrix, spec, layout.cfg.inference))
+    scores = write_metrics(args.metrics_path, confusion.matrix, spec, layout.cfg.inference)
     print(f"mIoU {scores['mean_iou']:.2f}; wrote {args.metrics_path}")
     return 0
 

@@ -17,14 +17,14 @@ import numpy as np
 import torch
 
 from segmenter.checkpoint import load_model, write_random_checkpoint
-from segmenter.data import list_cityscapes
+from segmenter.config import resolve_dataset, window_config
 from segmenter.engines import ENGINE_PRECISIONS, available_devices, cpu_has_bf16, cpu_threads, open_engine
 from segmenter.evaluate import stream_evaluate
 from segmenter.export import export_onnx
 from segmenter.fakecity import write_split
 from segmenter.metrics import compute_scores
 from segmenter.model import set_fused_attention
-from segmenter.variant import ModelConfig, load_variant, window_config
+from segmenter.variant import ModelConfig, load_variant
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,12 +83,14 @@ def matmul_peaks(n: int = 4096) -> dict[str, float]:
 
 def demo_miou(variant_path: Path, onnx_path: Path, data_root: Path, engines: list[tuple[str, str]]) -> dict:
     variant = load_variant(variant_path)
-    cfg = window_config(variant)
-    samples = list_cityscapes(data_root)
+    spec = resolve_dataset(variant)
+    cfg = window_config(variant, spec, log=lambda _: None)
+    samples = spec.samples(data_root)
     out = {}
     for device, precision in engines:
         engine = open_engine(onnx_path, device, precision, batch_size=4)
-        out[(device, precision)] = compute_scores(stream_evaluate(samples, cfg, engine, 4).matrix)["mean_iou"]
+        matrix = stream_evaluate(samples, spec, cfg, engine, 4, log=lambda _: None).matrix
+        out[(device, precision)] = compute_scores(matrix, spec)["mean_iou"]
     return out
 
 

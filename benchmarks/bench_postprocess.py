@@ -31,6 +31,7 @@ print(json.dumps({{"seconds": time.perf_counter() - t, "peak_mb": hwm}}))
 GUIDE_STYLE = """
 import sys, time, json
 from pathlib import Path
+from segmenter.datasets.cityscapes import SPEC as CITYSCAPES
 from segmenter.manifest import read_layout
 from segmenter.metrics import ConfusionMatrix
 from segmenter.postprocess import read_output
@@ -45,7 +46,7 @@ for plan, windows in zip(layout.plans, outputs):
     merger = ImageMerger(plan, 19, 768)
     for k, w in enumerate(windows):
         merger.add(k, w)
-    confusion.matrix += score_image(merger, plan.gt_path).confusion
+    confusion.matrix += score_image(merger, CITYSCAPES, plan.gt_path).confusion
 hwm = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024
 print(json.dumps({{"seconds": time.perf_counter() - t, "peak_mb": hwm}}))
 """

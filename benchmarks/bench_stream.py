@@ -17,12 +17,15 @@ from pathlib import Path
 PURE = """
 import sys, time, json
 import numpy as np
-from segmenter.data import list_cityscapes, read_image
+from segmenter.config import resolve_dataset, window_config
+from segmenter.data import read_image
 from segmenter.engines import open_engine
 from segmenter.plan import ImagePlan
-from segmenter.variant import load_variant, window_config
-cfg = window_config(load_variant({variant!r}), window_stride={stride})
-samples = list_cityscapes({data!r})
+from segmenter.variant import load_variant
+variant = load_variant({variant!r})
+spec = resolve_dataset(variant)
+cfg = window_config(variant, spec, window_stride={stride})
+samples = spec.samples({data!r})
 n = sum(ImagePlan.for_image("", "", "", "", read_image(s.image_path).shape[:2], cfg).n_windows for s in samples)
 engine = open_engine({onnx!r}, {device!r}, {precision!r}, batch_size={bs})
 x = np.random.default_rng(0).normal(size=({bs}, 3, cfg.window_size, cfg.window_size)).astype(np.float32)
@@ -37,15 +40,17 @@ print(json.dumps({{"seconds": time.perf_counter() - t, "windows": n, "peak_mb": 
 STREAM = """
 import sys, time, json
 import numpy as np
-from segmenter.data import list_cityscapes
+from segmenter.config import resolve_dataset, window_config
 from segmenter.engines import open_engine
 from segmenter.evaluate import stream_evaluate
-from segmenter.variant import load_variant, window_config
-cfg = window_config(load_variant({variant!r}), window_stride={stride})
+from segmenter.variant import load_variant
+variant = load_variant({variant!r})
+spec = resolve_dataset(variant)
+cfg = window_config(variant, spec, window_stride={stride})
 engine = open_engine({onnx!r}, {device!r}, {precision!r}, batch_size={bs})
 engine(np.zeros(({bs}, 3, cfg.window_size, cfg.window_size), np.float32))
 t = time.perf_counter()
-stream_evaluate(list_cityscapes({data!r}), cfg, engine, {bs}, workers=2)
+stream_evaluate(spec.samples({data!r}), spec, cfg, engine, {bs}, workers=2)
 hwm = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024
 print(json.dumps({{"seconds": time.perf_counter() - t, "peak_mb": hwm}}))
 """

@@ -36,8 +36,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             raise SegmenterError(f"{path}: damaged or not a torch checkpoint (unreadable pickle data)") from None
         raise SegmenterError(f"{path}: refused, loading it would need arbitrary unpickling (it references "
                              f"{found.group(1)}); only tensors and plain containers are accepted") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise SegmenterError(f"{path}: not a readable torch checkpoint ({str(exc).splitlines()[0][:160]})") from None
+    except Exception as exc:  # noqa: BLE001 - damaged data can fail anywhere in the unpickler
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        raise SegmenterError(f"{path}: damaged or not a torch checkpoint ({reason})") from None
     if isinstance(ckpt, dict) and isinstance(ckpt.get("model"), dict):
         ckpt = ckpt["model"]
     if not isinstance(ckpt, dict) or not all(isinstance(v, torch.Tensor) for v in ckpt.values()):

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .errors import SegmenterError
+
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with full-sentence help kept as written, and bad flags reported as one `error:` line."""
@@ -66,6 +68,36 @@ def add_window_flags(parser: argparse.ArgumentParser) -> None:
                              "guide's choice (736 for 768 windows); upstream evaluation uses 512.")
 
 
-def print_notes(notes) -> None:
-    for note in notes:
-        print(f"note: {note}")
+def add_dataset_flags(parser: argparse.ArgumentParser) -> None:
+    """--dataset, --data-root and --split, the same in every script that reads a data set."""
+    from .datasets import DATASETS
+
+    parser.add_argument("--dataset", choices=list(DATASETS), default=None,
+                        help="Data set layout, classes and label conventions. Default: the variant's "
+                             "dataset_kwargs.dataset.")
+    parser.add_argument("--data-root", required=True,
+                        help="Folder that holds the data set's top folder: cityscapes/, ADEChallengeData2016/ or "
+                             "VOCdevkit/.")
+    parser.add_argument("--split", default=None,
+                        help="Split to use. Default: the data set's validation split (val; validation for ADE20K).")
+
+
+def add_view_flags(parser: argparse.ArgumentParser) -> None:
+    """--multiscale, --scales and --flip: the views each image is evaluated at."""
+    parser.add_argument("--multiscale", action="store_true",
+                        help="Upstream's multi-scale evaluation: resize ratios 0.5 0.75 1.0 1.25 1.5 1.75, each also "
+                             "flipped (12 views, about 5-6 times the windows of single scale).")
+    parser.add_argument("--scales", type=positive_float, nargs="+", default=None, metavar="R",
+                        help="Custom resize ratios of the fit box, e.g. 0.75 1.0 1.25. Default: 1.0.")
+    parser.add_argument("--flip", action="store_true", help="Also evaluate each view flipped horizontally.")
+
+
+def views_from_args(args: argparse.Namespace):
+    """The views the flags ask for."""
+    from .plan import MULTISCALE_RATIOS, make_views
+
+    if args.multiscale:
+        if args.scales:
+            raise SegmenterError("--multiscale sets its own scales; give either it or --scales")
+        return make_views(list(MULTISCALE_RATIOS), flip=True)
+    return make_views(args.scales, flip=args.flip)

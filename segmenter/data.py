@@ -1,7 +1,6 @@
-"""Cityscapes-layout data sets, reading images and labels, and the image pipeline of the guide's preprocess."""
+"""Reading images, and the image pipeline of the guide's preprocess: resize, normalize, flip, raise, cut."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -12,50 +11,6 @@ from .errors import SegmenterError
 from .plan import ImagePlan, View, WindowConfig
 from .variant import NORMALIZATIONS
 from .windows import cut_windows
-
-IMAGE_SUFFIX = "_leftImg8bit.png"
-GT_SUFFIX = "_gtFine_labelTrainIds.png"
-IGNORE_INDEX = 255
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One image of the data set and its train-id ground truth."""
-
-    image_path: Path
-    gt_path: Path
-
-    @property
-    def name(self) -> str:  # e.g. frankfurt_000000_000294_leftImg8bit.png
-        return self.image_path.name
-
-    @property
-    def stem(self) -> str:  # the prefix of its window files
-        return self.image_path.name.split(".")[0]
-
-
-def list_cityscapes(data_root: str | Path, split: str = "val") -> list[Sample]:
-    """Images of `<data_root>/cityscapes/leftImg8bit/<split>/<city>/` with their gtFine train-id maps."""
-    root = Path(data_root) / "cityscapes"
-    image_dir = root / "leftImg8bit" / split
-    if not image_dir.is_dir():
-        if (root / "leftImg8bit").is_dir():
-            found = sorted(p.name for p in (root / "leftImg8bit").iterdir() if p.is_dir())
-            raise SegmenterError(f"{image_dir}: no split '{split}' in {root / 'leftImg8bit'} "
-                                 f"(found: {', '.join(found) or 'none'}); choose one of those splits")
-        raise SegmenterError(f"{image_dir}: folder not found; the data root must be the folder that contains "
-                             "cityscapes/")
-    images = sorted(image_dir.glob(f"*/*{IMAGE_SUFFIX}"))
-    if not images:
-        raise SegmenterError(f"{image_dir}: no <city>/*{IMAGE_SUFFIX} images in it")
-    samples = []
-    for image in images:
-        gt = root / "gtFine" / split / image.parent.name / image.name.replace(IMAGE_SUFFIX, GT_SUFFIX)
-        if not gt.is_file():
-            raise SegmenterError(f"{gt}: ground truth missing for {image.name}; "
-                                 "create *_labelTrainIds.png with cityscapesscripts' createTrainIdLabelImgs")
-        samples.append(Sample(image.resolve(), gt.resolve()))
-    return samples
 
 
 def _decode(path: str | Path, flags: int, what: str) -> np.ndarray:
@@ -73,16 +28,6 @@ def _decode(path: str | Path, flags: int, what: str) -> np.ndarray:
 def read_image(path: str | Path) -> np.ndarray:
     """(H, W, 3) uint8 BGR."""
     return _decode(path, cv2.IMREAD_COLOR, "an image")
-
-
-def read_ground_truth(path: str | Path, hw: tuple[int, int]) -> np.ndarray:
-    """(H, W) uint8 train ids (255 = ignore); must have the image's size."""
-    gt = _decode(path, cv2.IMREAD_UNCHANGED, "a label image")
-    if gt.ndim != 2:
-        raise SegmenterError(f"{path}: expected a single-channel train-id PNG, got shape {gt.shape}")
-    if gt.shape != tuple(hw):
-        raise SegmenterError(f"{path}: ground truth is {gt.shape[0]}x{gt.shape[1]} but its image is {hw[0]}x{hw[1]}")
-    return gt
 
 
 def preprocess_view(bgr: np.ndarray, layout_resized: tuple[int, int], canvas: tuple[int, int], view: View,
@@ -110,3 +55,33 @@ def view_windows(bgr: np.ndarray, plan: ImagePlan, cfg: WindowConfig) -> Iterato
     for layout in plan.views:
         image = preprocess_view(bgr, layout.resized_hw, layout.canvas_hw, layout.view, cfg.normalization)
         yield cut_windows(image, layout.anchors, w)
+
+
+def header_size(path: str | Path) -> tuple[int, int]:
+    """(H, W) an image will have once read (EXIF rotation applied), from its header alone where possible."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    try:
+        with Image.open(BytesIO(Path(path).read_bytes())) as image:
+            w, h = image.size
+            if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated by 90 degrees when read
+                h, w = w, h
+            return h, w
+    except Exception:  # noqa: BLE001 - formats PIL lacks: decode instead
+        return read_image(path).shape[:2]
+
+
+def window_census(samples, cfg: WindowConfig) -> str:
+    """How many windows the run will infer: per image and in all, from the images' headers."""
+    from collections import Counter
+
+    counts = [ImagePlan.for_image("", "", "", "", header_size(s.image_path), cfg).n_windows for s in samples]
+    total = sum(counts)
+    views = f" over {len(cfg.views)} views" if len(cfg.views) > 1 else ""
+    if len(set(counts)) == 1:
+        return f"{counts[0]} windows per image{views}, {total} in all for {len(samples)} images"
+    common = Counter(counts).most_common(1)[0][0]
+    return (f"{min(counts)} to {max(counts)} windows per image{views} (most often {common}), {total} in all for "
+            f"{len(samples)} images")

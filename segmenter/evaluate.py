@@ -19,7 +19,8 @@ from typing import Iterator
 import numpy as np
 from tqdm import tqdm
 
-from .data import Sample, read_image, view_windows
+from .data import read_image, view_windows
+from .datasets import DatasetSpec, Sample
 from .engines import Engine
 from .errors import SegmenterError
 from .files import staged
@@ -59,18 +60,18 @@ def _prepared(samples: list[tuple[Sample, str]], cfg: WindowConfig, workers: int
 class _Scorer(threading.Thread):
     """Consumes finished mergers: predict, compare with the ground truth, optionally save PNGs."""
 
-    def __init__(self, n_cls: int, pred_dir: Path | None, bar: tqdm, on_image=None, depth: int = 1) -> None:
+    def __init__(self, spec: DatasetSpec, pred_dir: Path | None, bar: tqdm, on_image=None, depth: int = 1) -> None:
         super().__init__(daemon=True)
         self.inbox: queue.Queue = queue.Queue(maxsize=depth)
-        self.book = ScoreBook(n_cls)
-        self.pred_dir, self.bar, self.on_image, self.error = pred_dir, bar, on_image, None
+        self.book = ScoreBook(spec.n_cls)
+        self.spec, self.pred_dir, self.bar, self.on_image, self.error = spec, pred_dir, bar, on_image, None
 
     def run(self) -> None:
         while (merger := self.inbox.get()) is not _DONE:
             if self.error is not None:
                 continue  # drain after a failure
             try:
-                score = score_image(merger, merger.plan.gt_path, self.pred_dir)
+                score = score_image(merger, self.spec, merger.plan.gt_path, self.pred_dir)
                 self.book.add(score)
                 if self.on_image is not None:
                     self.on_image(score)
@@ -84,10 +85,11 @@ class _Scorer(threading.Thread):
         self.inbox.put(item)
 
 
-def stream_evaluate(samples: list[Sample], cfg: WindowConfig, engine: Engine, batch_size: int = 1,
-                    workers: int = 2, pred_dir: Path | None = None, images_ahead: int = 2, log=print,
-                    on_image=None) -> ConfusionMatrix:
-    """Confusion matrix of `engine` over `samples`; batches hold `batch_size` windows across images.
+def stream_evaluate(samples: list[Sample], spec: DatasetSpec, cfg: WindowConfig, engine: Engine,
+                    batch_size: int = 1, workers: int = 2, pred_dir: Path | None = None, images_ahead: int = 2,
+                    log=print, on_image=None) -> ConfusionMatrix:
+    """Confusion matrix of `engine` over `samples` of data set `spec`; batches hold `batch_size` windows across
+    images.
 
     `on_image(ImageScore)` is called for each image as it is scored.
     """
@@ -96,7 +98,9 @@ def stream_evaluate(samples: list[Sample], cfg: WindowConfig, engine: Engine, ba
                              f"{cfg.window_size}x{cfg.window_size}; export at the window size or change the window "
                              "size")
     with tqdm(total=len(samples), desc="evaluate", unit="img") as bar, staged(pred_dir) as stage:
-        scorer = _Scorer(engine.n_cls, stage, bar, on_image)
+        if engine.n_cls != spec.n_cls:
+            raise SegmenterError(f"the model has {engine.n_cls} classes but {spec.title} has {spec.n_cls}")
+        scorer = _Scorer(spec, stage, bar, on_image)
         scorer.start()
         try:
             pending: list[tuple[ImageMerger, int, np.ndarray]] = []  # windows waiting for a batch

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import zlib
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
 
-from .data import GT_SUFFIX, IGNORE_INDEX, IMAGE_SUFFIX
-from .metrics import CITYSCAPES_LABEL_IDS
+from .datasets.cityscapes import LABEL_IDS as CITYSCAPES_LABEL_IDS
+from .datasets.spec import IGNORE_INDEX
 
-CITIES = {"train": ("aachen", "bochum", "bremen", "cologne", "darmstadt", "dusseldorf"),
-          "val": ("frankfurt", "lindau", "munster")}
 ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE, LIGHT, SIGN, VEGETATION, TERRAIN, SKY = range(11)
 PERSON, RIDER, CAR, TRUCK, BUS, TRAIN, MOTORCYCLE, BICYCLE = range(11, 19)
 EGO_VEHICLE_LABEL_ID = 1  # void in the evaluation: train id 255
@@ -33,6 +32,10 @@ class Scene:
         self.instance_ids = np.zeros((h, w), np.int32)
         self.label_ids = np.zeros((h, w), np.uint8)
         self.n_instances: dict[int, int] = {}
+
+    def bgr(self) -> np.ndarray:
+        """The image as (H, W, 3) uint8 BGR."""
+        return np.clip(self.image, 0, 255).round().astype(np.uint8)[:, :, ::-1]
 
     def new_instance(self, cls: int) -> int:
         self.n_instances[cls] = self.n_instances.get(cls, 0) + 1
@@ -269,22 +272,31 @@ def draw_street_scene(h: int, w: int, seed: int) -> Scene:
     return s
 
 
-def write_split(root: str | Path, split: str, n_images: int, hw: tuple[int, int], seed: int = 0) -> list[Path]:
-    """Write n_images scenes of size hw into <root>/cityscapes/{leftImg8bit,gtFine}/<split>/<city>/."""
-    root = Path(root) / "cityscapes"
-    cities = CITIES.get(split, ("city",))
-    paths = []
+def scenes(split: str, n_images: int, hw: tuple[int, int], seed: int = 0) -> Iterator[Scene]:
+    """The seeded scenes of a generated split: the same arguments give the same scenes."""
     for i in range(n_images):
-        city = cities[i % len(cities)]
-        stem = f"{city}_{i // len(cities):06d}_{i % 1000:06d}"
-        scene = draw_street_scene(*hw, seed=zlib.crc32(f"{seed}/{split}/{i}".encode()))
-        image_dir, gt_dir = root / "leftImg8bit" / split / city, root / "gtFine" / split / city
-        image_dir.mkdir(parents=True, exist_ok=True)
-        gt_dir.mkdir(parents=True, exist_ok=True)
-        bgr = np.clip(scene.image, 0, 255).round().astype(np.uint8)[:, :, ::-1]
-        cv2.imwrite(str(image_dir / f"{stem}{IMAGE_SUFFIX}"), bgr)
-        cv2.imwrite(str(gt_dir / f"{stem}{GT_SUFFIX}"), scene.train_ids)
-        cv2.imwrite(str(gt_dir / f"{stem}_gtFine_labelIds.png"), scene.label_ids)
-        cv2.imwrite(str(gt_dir / f"{stem}_gtFine_instanceIds.png"), scene.instance_ids.astype(np.uint16))
-        paths.append(image_dir / f"{stem}{IMAGE_SUFFIX}")
-    return paths
+        yield draw_street_scene(*hw, seed=zlib.crc32(f"{seed}/{split}/{i}".encode()))
+
+
+def lookup_from_street(values: list[int], unlabelled: int) -> np.ndarray:
+    """A 256-entry table from the scenes' classes (Cityscapes train ids, 255 = unlabelled) to a data set's values."""
+    table = np.full(256, unlabelled, np.uint8)
+    table[:len(values)] = values
+    return table
+
+
+def write_png(path: Path, image: np.ndarray, ext: str = ".png") -> None:
+    """Encode and write an image (PNG, or JPEG at quality 95), creating its folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, data = cv2.imencode(ext, image, [cv2.IMWRITE_JPEG_QUALITY, 95] if ext == ".jpg" else [])
+    if not ok:
+        raise OSError(f"{path}: encoding failed")
+    path.write_bytes(data.tobytes())
+
+
+def write_split(root: str | Path, split: str, n_images: int, hw: tuple[int, int], seed: int = 0,
+                dataset: str = "cityscapes") -> list[Path]:
+    """Write n_images scenes of size hw in the layout of `dataset` under root; returns the image paths."""
+    from .datasets import dataset_spec
+
+    return dataset_spec(dataset).write_fake(root, split, n_images, hw, seed)

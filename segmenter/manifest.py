@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .datasets import DATASETS, DatasetSpec
 from .errors import SegmenterError
 from .files import atomic_write
 from .plan import ImagePlan, View, WindowConfig, layout_fingerprint, stem_of
@@ -83,11 +84,11 @@ def read_gt_file(path: Path) -> list[tuple[str, str]]:
 # ----------------------------------------------------------------------------- manifest
 
 
-def write_manifest(path: Path, cfg: WindowConfig, n_cls: int, plans: list[ImagePlan], **extra) -> str:
+def write_manifest(path: Path, cfg: WindowConfig, spec: DatasetSpec, plans: list[ImagePlan], **extra) -> str:
     """Write the manifest atomically; returns the layout fingerprint it records."""
     fingerprint = layout_fingerprint(cfg, plans)
-    doc = {"version": MANIFEST_VERSION, "fingerprint": fingerprint, "n_cls": n_cls, **cfg.to_json(), **extra,
-           "images": [plan.to_json() for plan in plans]}
+    doc = {"version": MANIFEST_VERSION, "fingerprint": fingerprint, "dataset": spec.name, "n_cls": spec.n_cls,
+           **cfg.to_json(), **extra, "images": [plan.to_json() for plan in plans]}
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=1)))
     return fingerprint
 
@@ -210,7 +211,10 @@ def read_manifest(path: Path) -> Layout:
     fingerprint = layout_fingerprint(cfg, plans)
     if version > 1 and doc.get("fingerprint") != fingerprint:
         raise check.fail("fingerprint", f"{doc.get('fingerprint')!r} does not match the layout it records")
-    return Layout(cfg, n_cls, plans, fingerprint, path, str(doc.get("dataset", "cityscapes")))
+    dataset = doc.get("dataset", "cityscapes")  # version 1 knew only Cityscapes
+    if dataset not in DATASETS or DATASETS[dataset].n_cls != n_cls:
+        raise check.fail("dataset", f"{dataset!r} must be one of {', '.join(DATASETS)} with n_cls classes")
+    return Layout(cfg, n_cls, plans, fingerprint, path, dataset)
 
 
 def guide_layout(entries: list[tuple[str, str]], gt_path: Path) -> Layout:

@@ -1,4 +1,4 @@
-"""Confusion matrix, IoU metrics (upstream conventions), Cityscapes classes, and metric files."""
+"""Confusion matrix, IoU metrics (upstream conventions), metric files and prediction PNGs."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,29 +6,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .data import IGNORE_INDEX
+from .datasets import IGNORE_INDEX, DatasetSpec
 from .errors import SegmenterError
 from .files import atomic_write
-
-CITYSCAPES_CLASSES = (
-    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
-    "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
-)
-CITYSCAPES_LABEL_IDS = (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33)
-CITYSCAPES_COLORS = (  # RGB, the official palette
-    (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),
-    (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60),
-    (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32),
-)
-# Cityscapes categories over train ids
-CITYSCAPES_CATEGORIES = {
-    "flat": (0, 1), "construction": (2, 3, 4), "object": (5, 6, 7), "nature": (8, 9), "sky": (10,),
-    "human": (11, 12), "vehicle": (13, 14, 15, 16, 17, 18),
-}
-
-
-def class_names(n_cls: int) -> list[str]:
-    return list(CITYSCAPES_CLASSES) if n_cls == len(CITYSCAPES_CLASSES) else [f"class {i}" for i in range(n_cls)]
 
 
 class ConfusionMatrix:
@@ -84,81 +64,88 @@ def iou_from_confusion(matrix: np.ndarray) -> np.ndarray:
         return np.where(union > 0, tp / union, np.nan)
 
 
-def category_iou(matrix: np.ndarray) -> dict[str, float]:
-    """Cityscapes category IoU: the class confusion matrix summed into 7 category blocks."""
-    groups = list(CITYSCAPES_CATEGORIES.values())
+def category_iou(matrix: np.ndarray, categories: dict[str, tuple[int, ...]]) -> dict[str, float]:
+    """Category IoU (Cityscapes): the class confusion matrix summed into category blocks."""
+    groups = list(categories.values())
     cat = np.array([[matrix[np.ix_(a, b)].sum() for b in groups] for a in groups])
-    return dict(zip(CITYSCAPES_CATEGORIES, iou_from_confusion(cat)))
+    return dict(zip(categories, iou_from_confusion(cat)))
 
 
-def compute_scores(matrix: np.ndarray) -> dict:
-    """The guide's metric keys, in percent rounded to 2 decimals; at least one labelled pixel is needed."""
+def _percent(value: float) -> float:
+    return round(float(value) * 100, 2)
+
+
+def compute_scores(matrix: np.ndarray, spec: DatasetSpec, inference: str = "single_scale") -> dict:
+    """The guide's metric keys (percent, 2 decimals), per-class IoU by name, and category IoU where the data set
+    has categories; at least one labelled pixel is needed."""
     if matrix.sum() == 0:
         raise SegmenterError("no labelled pixel in any ground truth: the metrics are undefined")
+    if matrix.shape[0] != spec.n_cls:
+        raise SegmenterError(f"{matrix.shape[0]} classes scored, but {spec.title} has {spec.n_cls}")
     tp = np.diag(matrix).astype(np.float64)
     iou = iou_from_confusion(matrix)
     with np.errstate(invalid="ignore", divide="ignore"):
         acc = np.where(matrix.sum(1) > 0, tp / matrix.sum(1), np.nan)
-    labelled = matrix.sum()
-    return {
-        "mean_iou": round(float(np.nanmean(iou)) * 100, 2),
-        "pixel_accuracy": round(float(tp.sum() / labelled) * 100, 2),
-        "mean_accuracy": round(float(np.nanmean(acc)) * 100, 2),
-        "cat_iou": [round(float(v) * 100, 2) for v in iou],
-        "inference": "single_scale",
+    scores = {
+        "mean_iou": _percent(np.nanmean(iou)),
+        "pixel_accuracy": _percent(tp.sum() / matrix.sum()),
+        "mean_accuracy": _percent(np.nanmean(acc)),
+        "cat_iou": [_percent(v) for v in iou],
+        "inference": inference,
+        "dataset": spec.name,
+        "per_class_iou": {name: _percent(v) for name, v in zip(spec.classes, iou)},
     }
-
-
-def format_report(matrix: np.ndarray) -> str:
-    """Per-class IoU / accuracy table with class names, the summary, and Cityscapes category IoU."""
-    n_cls = matrix.shape[0]
-    iou = iou_from_confusion(matrix)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        acc = np.where(matrix.sum(1) > 0, np.diag(matrix) / matrix.sum(1), np.nan)
-    lines = [f"{'class':<16}{'IoU %':>8}{'Acc %':>8}{'pixels':>12}"]
-    for name, i, a, n in zip(class_names(n_cls), iou, acc, matrix.sum(1)):
-        lines.append(f"{name:<16}{i * 100:>8.2f}{a * 100:>8.2f}{n:>12d}")
-    scores = compute_scores(matrix)
-    lines.append(f"mIoU {scores['mean_iou']:.2f}   pixel accuracy {scores['pixel_accuracy']:.2f}   "
-                 f"mean accuracy {scores['mean_accuracy']:.2f}")
-    if n_cls == len(CITYSCAPES_CLASSES):
-        cats = category_iou(matrix)
-        lines.append("category IoU: " + "  ".join(f"{k} {v * 100:.2f}" for k, v in cats.items())
-                     + f"   mean {np.nanmean(list(cats.values())) * 100:.2f}")
-    return "\n".join(lines)
-
-
-def write_metrics(path: str | Path, matrix: np.ndarray) -> dict:
-    """Write the guide's YAML (plus Cityscapes category IoU when it applies); returns the scores."""
-    scores = compute_scores(matrix)
-    out = dict(scores)
-    if matrix.shape[0] == len(CITYSCAPES_CLASSES):
-        cats = category_iou(matrix)
-        out["cat_iou_categories"] = {k: round(float(v) * 100, 2) for k, v in cats.items()}
-        out["mean_iou_categories"] = round(float(np.nanmean(list(cats.values()))) * 100, 2)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(yaml.safe_dump(out, sort_keys=False)))
+    if spec.categories:
+        cats = category_iou(matrix, spec.categories)
+        scores["cat_iou_categories"] = {k: _percent(v) for k, v in cats.items()}
+        scores["mean_iou_categories"] = _percent(np.nanmean(list(cats.values())))
     return scores
 
 
-def colourize(labels: np.ndarray) -> np.ndarray:
-    """(H, W) class indices -> (H, W, 3) uint8 BGR in the official palette (repeated beyond 19 classes)."""
-    palette = np.asarray(CITYSCAPES_COLORS, np.uint8)[:, ::-1]
-    return palette[np.arange(256) % len(palette)][labels]
+def format_report(matrix: np.ndarray, spec: DatasetSpec, inference: str = "single_scale") -> str:
+    """Per-class IoU / accuracy table with class names, the summary, and category IoU where it applies."""
+    iou = iou_from_confusion(matrix)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = np.where(matrix.sum(1) > 0, np.diag(matrix) / matrix.sum(1), np.nan)
+    width = max(16, max(len(c) for c in spec.classes) + 2)
+    lines = [f"{'class':<{width}}{'IoU %':>8}{'Acc %':>8}{'pixels':>12}"]
+    for name, i, a, n in zip(spec.classes, iou, acc, matrix.sum(1)):
+        lines.append(f"{name:<{width}}{i * 100:>8.2f}{a * 100:>8.2f}{n:>12d}")
+    scores = compute_scores(matrix, spec, inference)
+    lines.append(f"{spec.title}, {inference.replace('_', '-')}: mIoU {scores['mean_iou']:.2f}   pixel accuracy "
+                 f"{scores['pixel_accuracy']:.2f}   mean accuracy {scores['mean_accuracy']:.2f}")
+    if spec.categories:
+        lines.append("category IoU: " + "  ".join(f"{k} {v:.2f}" for k, v in scores["cat_iou_categories"].items())
+                     + f"   mean {scores['mean_iou_categories']:.2f}")
+    return "\n".join(lines)
 
 
-def save_prediction_pngs(pred_dir: str | Path, stem: str, labels: np.ndarray, n_cls: int) -> None:
-    """Write `labelIds/<stem>.png` and `color/<stem>.png` for an (H, W) uint8 train-id map.
+def write_metrics(path: str | Path, matrix: np.ndarray, spec: DatasetSpec, inference: str = "single_scale") -> dict:
+    """Write the metrics YAML atomically; returns the scores."""
+    scores = compute_scores(matrix, spec, inference)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(yaml.safe_dump(scores, sort_keys=False)))
+    return scores
 
-    labelIds holds Cityscapes label ids (what the official evaluator reads) for a 19-class model and the
-    class index otherwise; color uses the official palette.
-    """
+
+def colourize(labels: np.ndarray, spec: DatasetSpec) -> np.ndarray:
+    """(H, W) train ids -> (H, W, 3) uint8 BGR in the data set's palette; 255 (ignore) black."""
+    lut = np.zeros((256, 3), np.uint8)
+    lut[:spec.n_cls] = np.asarray(spec.palette, np.uint8)[:, ::-1]
+    return lut[labels]
+
+
+def save_prediction_pngs(pred_dir: str | Path, prefix: str, labels: np.ndarray, spec: DatasetSpec) -> None:
+    """Write `labels/<prefix>.png` (train ids), `color/<prefix>.png` (the palette) and, where the data set has
+    them (Cityscapes), `labelIds/<prefix>.png`: the ids its official evaluator reads."""
     pred_dir = Path(pred_dir)
-    label_lut = np.arange(256, dtype=np.uint8)
-    if n_cls == len(CITYSCAPES_CLASSES):
-        label_lut[:n_cls] = CITYSCAPES_LABEL_IDS
-    for sub, image in (("labelIds", label_lut[labels]), ("color", colourize(labels))):
+    images = {"labels": labels, "color": colourize(labels, spec)}
+    if spec.label_ids:
+        lut = np.arange(256, dtype=np.uint8)
+        lut[:spec.n_cls] = spec.label_ids
+        images["labelIds"] = lut[labels]
+    for sub, image in images.items():
         (pred_dir / sub).mkdir(parents=True, exist_ok=True)
-        atomic_write(pred_dir / sub / f"{stem}.png", lambda tmp, im=image: write_png(tmp, im))
+        atomic_write(pred_dir / sub / f"{prefix}.png", lambda tmp, im=image: write_png(tmp, im))
 
 
 def write_png(path: str | Path, image: np.ndarray) -> None:

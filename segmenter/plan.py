@@ -30,6 +30,17 @@ class View:
 
 
 SINGLE_SCALE = (View(),)
+MULTISCALE_RATIOS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)  # upstream --multiscale, each also flipped
+
+
+def make_views(scales: list[float] | None = None, flip: bool = False) -> tuple[View, ...]:
+    """Views of the given ratios (default 1.0), each followed by its flipped twin when flip is set."""
+    views = []
+    for scale in scales or [1.0]:
+        if not scale > 0:
+            raise SegmenterError(f"scale {scale} must be positive")
+        views += [View(float(scale), False)] + ([View(float(scale), True)] if flip else [])
+    return tuple(views)
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,11 @@ class WindowConfig:
         for view in self.views:
             if not view.scale > 0:
                 raise SegmenterError(f"scale {view.scale} must be positive")
+
+    @property
+    def inference(self) -> str:
+        """What the metrics file records: single_scale for one unflipped ratio-1 view, else multi_scale."""
+        return "single_scale" if self.views == SINGLE_SCALE else "multi_scale"
 
     def fit_box(self, view: View) -> tuple[int, int]:
         """(long side, short side) of the box a view's image is resized to fit."""

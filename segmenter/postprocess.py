@@ -15,6 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .aisbench import load_npy, npy_header
+from .datasets import dataset_spec
 from .errors import SegmenterError
 from .files import staged
 from .manifest import Layout, read_layout
@@ -126,8 +127,9 @@ def read_output(path: Path, n_cls: int, window: int) -> np.ndarray:
 
 
 def run_postprocess(result_dir: Path, gt_path: Path, manifest: Path | None = None, pred_dir: Path | None = None,
-                    log=print) -> ConfusionMatrix:
-    """Confusion matrix over every image of the gt file; checks everything before scoring anything."""
+                    log=print) -> tuple[ConfusionMatrix, Layout]:
+    """Confusion matrix over every image of the gt file, and the layout it was read with; checks everything
+    before scoring anything."""
     layout = read_layout(gt_path, manifest, log)
     try:
         check_summary(result_dir, layout)
@@ -138,11 +140,12 @@ def run_postprocess(result_dir: Path, gt_path: Path, manifest: Path | None = Non
                                  "assumed; pass the manifest segmenter_preprocess.py wrote)") from None
         raise
     check_ground_truths(layout.plans)
+    spec = dataset_spec(layout.dataset)
     book = ScoreBook(layout.n_cls)
     with staged(pred_dir) as stage:
         for plan, paths in zip(tqdm(layout.plans, desc="postprocess", unit="img", delay=0.5), files):
             merger = ImageMerger(plan, layout.n_cls, layout.cfg.window_size)
             for k, path in enumerate(paths):
                 merger.add(k, read_output(path, layout.n_cls, layout.cfg.window_size))
-            book.add(score_image(merger, plan.gt_path, stage))
-        return book.check(log)
+            book.add(score_image(merger, spec, plan.gt_path, stage))
+        return book.check(log), layout

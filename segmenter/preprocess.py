@@ -10,7 +10,8 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from .data import Sample, list_cityscapes, read_image, view_windows
+from .data import read_image, view_windows, window_census
+from .datasets import DatasetSpec, Sample
 from .errors import SegmenterError
 from .files import ensure_writable_dir, ensure_writable_file
 from .manifest import LAYOUT_STAMP, manifest_beside, write_gt_file, write_manifest, write_stamp
@@ -62,16 +63,16 @@ def _init_worker() -> None:
     cv2.setNumThreads(1)
 
 
-def run_preprocess(data_root: Path, bin_dir: Path, gt_path: Path, cfg: WindowConfig, n_cls: int,
-                   split: str = "val", workers: int | None = None, log=print, **manifest_extra) -> list[ImagePlan]:
-    """Write every window of the split into bin_dir, then gt_file.txt and its manifest (last, atomically)."""
+def run_preprocess(samples: list[Sample], bin_dir: Path, gt_path: Path, cfg: WindowConfig, spec: DatasetSpec,
+                   workers: int | None = None, log=print, **manifest_extra) -> list[ImagePlan]:
+    """Write every window of the samples into bin_dir, then gt_file.txt and its manifest (last, atomically)."""
     manifest = manifest_beside(gt_path)
     if gt_path.suffix == ".json":
         raise SegmenterError(f"{gt_path}: the gt file must not end in .json: the manifest is written beside it as "
                              f"{manifest.name} and would overwrite it")
     ensure_writable_file(gt_path, "gt file")
     ensure_writable_dir(bin_dir, "bin folder")
-    samples = list_cityscapes(data_root, split)
+    log(window_census(samples, cfg))
     prefixes = assign_prefixes([s.name for s in samples])
     renamed = [(s, p) for s, p in zip(samples, prefixes) if p != s.stem]
     if renamed:
@@ -99,6 +100,6 @@ def run_preprocess(data_root: Path, bin_dir: Path, gt_path: Path, cfg: WindowCon
     if removed:
         log(f"note: removed {removed} window files of an earlier run with other settings from {bin_dir}")
     write_gt_file(gt_path, plans)
-    fingerprint = write_manifest(manifest, cfg, n_cls, plans, split=split, **manifest_extra)
+    fingerprint = write_manifest(manifest, cfg, spec, plans, **manifest_extra)
     write_stamp(bin_dir, fingerprint, manifest, sum(p.n_windows for p in plans))
     return plans

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import read_ground_truth
+from .datasets import DatasetSpec
 from .errors import SegmenterError
 from .metrics import ConfusionMatrix, save_prediction_pngs
 from .plan import ImagePlan
@@ -115,19 +115,20 @@ class ImageScore:
         return int(self.confusion.sum()) if self.confusion is not None else 0
 
 
-def score_image(merger: ImageMerger, gt_path: str | Path | None = None,
+def score_image(merger: ImageMerger, spec: DatasetSpec, gt_path: str | Path | None = None,
                 pred_dir: Path | None = None) -> ImageScore:
-    """Label map of a merged image; compared with its ground truth when given; PNGs saved when asked."""
+    """Label map of a merged image; compared with its ground truth (read by the data set's rules) when given;
+    prediction PNGs saved when asked."""
     labels = merger.labels()
     confusion = None
     if gt_path:
-        gt = read_ground_truth(gt_path, merger.plan.original_hw)
+        gt = spec.read_labels(gt_path, merger.plan.original_hw)
         try:
             confusion = ConfusionMatrix.of_image(gt, labels, merger.n_cls)
         except ValueError as exc:
             raise SegmenterError(f"{gt_path}: {exc}") from None
     if pred_dir is not None:
-        save_prediction_pngs(pred_dir, merger.plan.prefix, labels, merger.n_cls)
+        save_prediction_pngs(pred_dir, merger.plan.prefix, labels, spec)
     return ImageScore(merger.plan, labels, confusion)
 
 

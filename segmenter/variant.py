@@ -9,7 +9,6 @@ from typing import Any
 import yaml
 
 from .errors import SegmenterError
-from .plan import SINGLE_SCALE, View, WindowConfig
 
 DECODER_NAMES = ("linear", "mask_transformer")
 
@@ -175,16 +174,3 @@ def variant_beside(checkpoint: str | Path) -> Path:
     """The variant.yml that the release puts beside checkpoint.pth."""
     return Path(checkpoint).with_name("variant.yml")
 
-
-def window_config(variant: Variant, image_size: int | None = None, window_size: int | None = None,
-                  window_stride: int | None = None, views: tuple[View, ...] = SINGLE_SCALE) -> WindowConfig:
-    """Window settings: given values, else the variant's inference size and crop size, and the guide's stride
-    (window size - 32)."""
-    size = image_size if image_size is not None else variant.image_size
-    if size is None:
-        raise SegmenterError(f"{variant.path}: neither inference_kwargs.im_size nor dataset_kwargs.image_size is "
-                             "set: give the image size (the short side images are resized to) explicitly")
-    window = window_size if window_size is not None else variant.window_size
-    stride = window_stride if window_stride is not None else max(window - 32, 1)
-    return WindowConfig(image_size=size, window_size=window, window_stride=stride,
-                        normalization=variant.normalization, views=views)

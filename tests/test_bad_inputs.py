@@ -22,7 +22,7 @@ import yaml
 from conftest import assert_one_line_error, bash_script, put_cityscapes_image, run_script
 from test_pipeline import plain_miou
 
-from segmenter.metrics import CITYSCAPES_LABEL_IDS
+from segmenter.datasets.cityscapes import LABEL_IDS as CITYSCAPES_LABEL_IDS
 
 STEM = "lindau_000000_000001_leftImg8bit"  # the second generated image: 3 windows of 64 at stride 32
 OUT = STEM + "_{k}_0.bin"
@@ -465,7 +465,14 @@ def random_bytes_checkpoint(w):
 
 @case("{w}/model/checkpoint.pth", "damaged or not a torch checkpoint")
 def damaged_pickle_checkpoint(w):
-    (w / "model" / "checkpoint.pth").write_bytes(b"\x80\x02" + os.urandom(4096))
+    from segmenter.checkpoint import read_state_dict
+    from segmenter.errors import SegmenterError
+
+    path = w / "model" / "checkpoint.pth"
+    for seed in range(50):  # random bytes fail at many places in an unpickler: each must give this error
+        path.write_bytes(b"\x80\x02" + np.random.default_rng(seed).bytes(4096))
+        with pytest.raises(SegmenterError, match="damaged or not a torch checkpoint"):
+            read_state_dict(path)
     return export(w)
 
 
@@ -481,16 +488,78 @@ def variant_with_zero_patch(w):
     return export(w)
 
 
-@case("variant.yml", "inference_kwargs.im_size nor dataset_kwargs.image_size", "image size")
-def variant_without_resize_size(w):
-    edit_variant(w, lambda d: [d.pop("inference_kwargs"), d["dataset_kwargs"].pop("image_size")])
+@case("variant.yml", "names no data set", "give one of cityscapes, ade20k, pascal_context")
+def variant_without_dataset(w):
+    edit_variant(w, lambda d: [d.pop("inference_kwargs"), d.pop("dataset_kwargs")])
     return prep(w)
+
+
+@case("variant.yml", "the model has 19 classes but ADE20K has 150")
+def model_of_another_dataset(w):
+    return prep(w, "--dataset", "ade20k")
 
 
 @case("variant.yml", "dataset_kwargs.normalization nor net_kwargs.normalization")
 def variant_without_normalization(w):
     edit_variant(w, lambda d: [d.pop("dataset_kwargs"), d["net_kwargs"].pop("normalization")])
     return prep(w)
+
+
+# --- other data sets and views
+
+def as_dataset(w: Path, name: str) -> None:
+    """Make the variant one of `name` (class count included); enough for preprocess, which loads no weights."""
+    from segmenter.datasets import dataset_spec
+
+    edit_variant(w, lambda d: [d["dataset_kwargs"].__setitem__("dataset", name),
+                               d["net_kwargs"].__setitem__("n_cls", dataset_spec(name).n_cls)])
+
+
+@case("{w}/data/ADEChallengeData2016/images/validation", "must be the folder that contains ADEChallengeData2016/")
+def data_root_without_the_data_set(w):
+    as_dataset(w, "ade20k")
+    return prep(w)
+
+
+@case("{w}/data/VOCdevkit/VOC2010/JPEGImages/2008_999999.jpg", "image of 2008_999999", "line 3 of")
+def pascal_split_list_naming_a_missing_image(w):
+    from segmenter.datasets import dataset_spec
+
+    as_dataset(w, "pascal_context")
+    dataset_spec("pascal_context").write_fake(w / "data", "val", 2, (40, 60))
+    listing = w / "data" / "VOCdevkit" / "VOC2010" / "ImageSets" / "SegmentationContext" / "val.txt"
+    listing.write_text(listing.read_text() + "2008_999999\n")
+    return prep(w)
+
+
+@case("ADE_val_00000002.png", "holds value 200, above the 150 classes of ADE20K")
+def ade_annotation_above_150(w):
+    from segmenter.datasets import dataset_spec
+
+    dataset_spec("ade20k").write_fake(w / "ade", "validation", 2, (40, 60))
+    annotation = w / "ade" / "ADEChallengeData2016" / "annotations" / "validation" / "ADE_val_00000002.png"
+    label = cv2.imread(str(annotation), cv2.IMREAD_UNCHANGED)
+    label[5, 5] = 200
+    cv2.imwrite(str(annotation), label)
+    assert run_script("tools/make_random_checkpoint.py", "--out-dir", w / "ade_model", "--dataset", "ade20k",
+                      "--im-size", 48).returncode == 0
+    return run_script("segmenter_eval.py", "--model", w / "ade_model" / "checkpoint.pth", "--data-root", w / "ade",
+                      "--metrics-path", w / "metrics.yaml", "--pred-dir", w / "pred", "--device", "cpu")
+
+
+@case("--scales", "must be a positive number, got 0")
+def scale_zero(w):
+    return prep(w, "--scales", "1.0", "0")
+
+
+@case("--scales", "must be a positive number, got -0.5")
+def scale_negative(w):
+    return evaluate(w, "--scales=-0.5")
+
+
+@case("--multiscale sets its own scales")
+def multiscale_and_scales(w):
+    return evaluate(w, "--multiscale", "--scales", "1.5")
 
 
 # --- ground truth
@@ -568,6 +637,14 @@ def test_one_unlabelled_ground_truth_is_named(work):
     assert proc.returncode == 0
     assert f"1 of 3 ground truths label no pixel (all 255): {STEM}.png" in proc.stdout
     assert "RuntimeWarning" not in proc.stderr
+
+
+def test_variant_without_resize_size_says_which_default(work):
+    edit_variant(work, lambda d: [d.pop("inference_kwargs"), d["dataset_kwargs"].pop("image_size")])
+    proc = prep(work, "--window-stride", 64)
+    assert proc.returncode == 0, proc.stderr
+    assert "images resized with S = 1024, the upstream evaluation's for Cityscapes" in proc.stdout
+    assert "resized to fit 2048x1024" in proc.stdout
 
 
 def test_variant_without_window_keys_says_which_default(work):

@@ -58,3 +58,17 @@ def test_perf_table_and_csv(onnx_model, tmp_path):
 def test_perf_missing_model(tmp_path):
     proc = bash("perf.sh", tmp_path / "none.onnx")
     assert proc.returncode == 2 and "not found" in proc.stderr
+
+
+def test_perf_projects_the_data_set_time(onnx_model, tmp_path):
+    from segmenter.datasets import dataset_spec
+
+    dataset_spec("cityscapes").write_fake(tmp_path / "data", "val", 2, (100, 200))
+    variant = onnx_model.parent / "variant.yml"
+    single = bash("perf.sh", onnx_model, "--cfg-path", variant, "--data-root", tmp_path / "data", "--batch-sizes", "2",
+                  "--loop", 2, "--csv", tmp_path / "a.csv")
+    multi = bash("perf.sh", onnx_model, "--cfg-path", variant, "--data-root", tmp_path / "data", "--batch-sizes", "2",
+                 "--loop", 2, "--csv", tmp_path / "b.csv", "--views", "--multiscale")
+    assert single.returncode == 0 and multi.returncode == 0, single.stderr + multi.stderr
+    assert "3 windows per image, 6 in all for 2 images" in single.stdout  # 100x200 -> 64x128 at stride 32
+    assert "over 12 views" in multi.stdout and "for the data set (180 windows)" in multi.stdout

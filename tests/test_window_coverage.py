@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from segmenter.aisbench import list_inputs, run_benchmark
 from segmenter.checkpoint import load_model, write_random_checkpoint
-from segmenter.data import list_cityscapes
+from segmenter.datasets.cityscapes import SPEC as CITYSCAPES
 from segmenter.engines import open_engine
 from segmenter.errors import SegmenterError
 from segmenter.evaluate import stream_evaluate
@@ -76,12 +76,13 @@ def test_file_and_streaming_routes_agree_on_any_size(tiny_model, tmp_path, strid
                              rng.integers(0, 19, (h, w)).astype(np.uint8))
     cfg = WindowConfig(48, 64, stride, variant.normalization)
     quiet = lambda *_: None  # noqa: E731
-    plans = run_preprocess(data, tmp_path / "bins", tmp_path / "gt.txt", cfg, 19, workers=1, log=quiet)
+    samples = CITYSCAPES.samples(data)
+    plans = run_preprocess(samples, tmp_path / "bins", tmp_path / "gt.txt", cfg, CITYSCAPES, workers=1, log=quiet)
     engine = open_engine(folder / "m.onnx", "cpu", "fp32", batch_size=8)
     run_benchmark(engine, inputs=list_inputs(str(tmp_path / "bins")), output_dir=tmp_path / "result",
                   batch_size=8, log=quiet)
-    files = run_postprocess(tmp_path / "result", tmp_path / "gt.txt", pred_dir=tmp_path / "pred_files", log=quiet)
-    stream = stream_evaluate(list_cityscapes(data), cfg, engine, batch_size=8, pred_dir=tmp_path / "pred_stream",
+    files, _ = run_postprocess(tmp_path / "result", tmp_path / "gt.txt", pred_dir=tmp_path / "pred_files", log=quiet)
+    stream = stream_evaluate(samples, CITYSCAPES, cfg, engine, batch_size=8, pred_dir=tmp_path / "pred_stream",
                              log=quiet)
     assert (files.matrix == stream.matrix).all()
     for plan, (h, w) in zip(plans, sizes):

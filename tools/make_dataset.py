@@ -1,32 +1,43 @@
 #!/usr/bin/env python3
-"""Generate procedural street scenes in the Cityscapes layout (leftImg8bit + gtFine), seeded."""
+"""Generate procedural street scenes in a data set's layout (Cityscapes, ADE20K or Pascal Context), seeded.
+
+Each data set's own conventions: Cityscapes train-id, label-id and instance-id maps per city; ADE20K
+annotations stored as class + 1 with 0 = other; Pascal Context label maps (0 = background, 255 =
+ignore) and the split's image list.
+"""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from segmenter.cli import ArgumentParser, positive_int
+from segmenter.datasets import DATASETS, dataset_spec
 from segmenter.errors import SegmenterError, run_cli
-from segmenter.fakecity import write_split
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data-root", required=True, help="Folder to create cityscapes/ in.")
-    parser.add_argument("--split", default="val",
-                        help="Split to write (val: frankfurt, lindau, munster). Default: val.")
-    parser.add_argument("--n-images", type=int, default=6, help="Number of images. Default: 6.")
-    parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=(256, 512),
-                        help="Image height and width in pixels. Default: 256 512.")
+    parser = ArgumentParser(__doc__, example="python tools/make_dataset.py --data-root runs/data --dataset ade20k "
+                            "--n-images 8 --size 256 320")
+    parser.add_argument("--data-root", required=True, help="Folder to create the data set's top folder in.")
+    parser.add_argument("--dataset", choices=list(DATASETS), default="cityscapes",
+                        help="Layout and label conventions to write. Default: cityscapes.")
+    parser.add_argument("--split", default=None,
+                        help="Split to write. Default: the data set's validation split (val; validation for "
+                             "ADE20K). Cityscapes' val images are spread over frankfurt, lindau and munster.")
+    parser.add_argument("--n-images", type=positive_int, default=6, help="Number of images. Default: 6.")
+    parser.add_argument("--size", type=positive_int, nargs=2, metavar=("H", "W"), default=(256, 512),
+                        help="Image height and width in pixels, at least 16. Default: 256 512.")
     parser.add_argument("--seed", type=int, default=0, help="Seed; the same seed gives the same files. Default: 0.")
     return parser.parse_args(argv)
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.n_images < 1 or min(args.size) < 16:
-        raise SegmenterError("--n-images must be >= 1 and --size at least 16 16")
-    paths = write_split(args.data_root, args.split, args.n_images, tuple(args.size), args.seed)
-    print(f"wrote {len(paths)} {args.size[0]}x{args.size[1]} images with gtFine maps under "
-          f"{Path(args.data_root) / 'cityscapes'}")
+    if min(args.size) < 16:
+        raise SegmenterError(f"--size must be at least 16 16, got {args.size[0]} {args.size[1]}")
+    spec = dataset_spec(args.dataset)
+    paths = spec.write_fake(args.data_root, spec.split_name(args.split), args.n_images, tuple(args.size), args.seed)
+    print(f"wrote {len(paths)} {args.size[0]}x{args.size[1]} {spec.title} images with their labels under "
+          f"{Path(args.data_root) / spec.folder}")
     return 0
 
 

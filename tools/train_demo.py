@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from segmenter.checkpoint import make_variant_dict, save_released_format
 from segmenter.data import view_windows
+from segmenter.datasets.cityscapes import SPEC as CITYSCAPES
 from segmenter.errors import run_cli
 from segmenter.fakecity import draw_street_scene
 from segmenter.metrics import ConfusionMatrix, compute_scores
@@ -118,7 +119,7 @@ def evaluate(model: Segmenter, data, cfg: WindowConfig) -> dict:
             merger.add(k, window_logits)
         confusion.update(label, merger.labels())
     model.train()
-    return compute_scores(confusion.matrix)
+    return compute_scores(confusion.matrix, CITYSCAPES)
 
 
 def main(args: argparse.Namespace) -> int:
