@@ -3,9 +3,12 @@
 # Usage: bash convert_om.sh ONNX OUTPUT_PREFIX CHIP [BATCH_SIZE ...]
 #   CHIP: the name `npu-smi info` shows, e.g. 310P3 (gives --soc_version=Ascend310P3)
 #   BATCH_SIZE: default 1 4 8 16 32 64; writes OUTPUT_PREFIX_bs<N>.om for each.
+# Example: bash convert_om.sh runs/demo/model.onnx runs/demo/segmenter 310P3 1 4 8
 set -euo pipefail
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
+case ${1:-} in -h|--help) usage; exit 0 ;; esac
 if [ $# -lt 3 ]; then
-    echo "usage: bash convert_om.sh ONNX OUTPUT_PREFIX CHIP [BATCH_SIZE ...]   (e.g. segmenter.onnx segmenter 310P3 1 4 8)" >&2
+    usage >&2
     exit 2
 fi
 onnx=$1 prefix=$2 chip=$3

@@ -24,6 +24,7 @@ from segmenter.errors import SegmenterError, run_cli
 from segmenter.evaluate import stream_evaluate
 from segmenter.files import ensure_writable_dir, ensure_writable_file, refuse_overwrite
 from segmenter.metrics import format_report, write_metrics
+from segmenter.report import write_report
 from segmenter.variant import load_variant
 
 
@@ -50,6 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=positive_int, default=None, help="Engine threads. Default: one per CPU core.")
     parser.add_argument("--metrics-path", default=None, help="YAML file to write the metrics to (required but "
                         "with --dry-run).")
+    parser.add_argument("--report", default=None, metavar="DIR",
+                        help="Also write DIR/report.html: headline metrics, per-class IoU, confusion matrix, per-image "
+                             "mIoU and the worst images, in one self-contained page.")
     parser.add_argument("--pred-dir", default=None,
                         help="Also save each prediction as labels/<prefix>.png (class indices), color/<prefix>.png "
                              "and, for Cityscapes, labelIds/<prefix>.png (for its official evaluator).")
@@ -64,11 +68,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(args: argparse.Namespace) -> int:
     model = Path(args.model)
     cfg_path = Path(args.cfg_path) if args.cfg_path else model.with_name("variant.yml")
-    refuse_overwrite({"metrics file": args.metrics_path, "prediction folder": args.pred_dir},
+    refuse_overwrite({"metrics file": args.metrics_path, "prediction folder": args.pred_dir, "report": args.report},
                      {"model": model, "variant": cfg_path, "data root": args.data_root})
     if args.metrics_path:
         ensure_writable_file(args.metrics_path, "metrics file")
     pred_dir = ensure_writable_dir(args.pred_dir, "prediction folder") if args.pred_dir else None
+    if args.report:
+        ensure_writable_dir(args.report, "report folder")
     views = views_from_args(args)
     variant = load_variant(cfg_path)
     spec = resolve_dataset(variant, args.dataset)
@@ -87,9 +93,11 @@ def main(args: argparse.Namespace) -> int:
     if engine.n_cls != variant.n_cls:
         raise SegmenterError(f"{args.model}: the model has {engine.n_cls} classes, the variant {variant.n_cls}")
     print(f"{engine.name}, batch size {args.batch_size}")
-    confusion = stream_evaluate(samples, spec, cfg, engine, args.batch_size, args.workers, pred_dir)
-    print(format_report(confusion.matrix, spec, cfg.inference))
-    scores = write_metrics(args.metrics_path, confusion.matrix, spec, cfg.inference)
+    book = stream_evaluate(samples, spec, cfg, engine, args.batch_size, args.workers, pred_dir)
+    print(format_report(book.confusion.matrix, spec, cfg.inference))
+    scores = write_metrics(args.metrics_path, book.confusion.matrix, spec, cfg.inference)
+    if args.report:
+        write_report(args.report, book, spec, scores, f"{Path(args.model).name} on {spec.title} {args.split or ''}")
     print(f"mIoU {scores['mean_iou']:.2f}; wrote {args.metrics_path}")
     return 0
 

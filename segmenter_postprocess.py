@@ -12,6 +12,7 @@ from segmenter.files import ensure_writable_dir, ensure_writable_file, refuse_ov
 from segmenter.manifest import manifest_beside
 from segmenter.metrics import format_report, write_metrics
 from segmenter.postprocess import run_postprocess
+from segmenter.report import write_report
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -25,6 +26,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--manifest", default=None,
                         help="Window-layout manifest. Default: the .json beside the gt file; without one, the "
                              "guide's fixed layout (1024x2048 images, 768 windows, stride 736, 19 classes).")
+    parser.add_argument("--report", default=None, metavar="DIR",
+                        help="Also write DIR/report.html: headline metrics, per-class IoU, confusion matrix, per-image "
+                             "mIoU and the worst images, in one self-contained page.")
     parser.add_argument("--pred-dir", default=None,
                         help="Also save each prediction as labels/<prefix>.png (class indices), color/<prefix>.png "
                              "and, for Cityscapes, labelIds/<prefix>.png (for csEvalPixelLevelSemanticLabeling).")
@@ -34,15 +38,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(args: argparse.Namespace) -> int:
     result_dir, gt_path = Path(args.result_dir), Path(args.gt_path)
     manifest = Path(args.manifest) if args.manifest else manifest_beside(gt_path)
-    refuse_overwrite({"metrics file": args.metrics_path, "prediction folder": args.pred_dir},
+    refuse_overwrite({"metrics file": args.metrics_path, "prediction folder": args.pred_dir, "report": args.report},
                      {"gt file": gt_path, "manifest": manifest, "result folder": result_dir,
                       "inference summary": result_dir.parent / f"{result_dir.name}_summary.json"})
     ensure_writable_file(args.metrics_path, "metrics file")
     pred_dir = ensure_writable_dir(args.pred_dir, "prediction folder") if args.pred_dir else None
-    confusion, layout = run_postprocess(result_dir, gt_path, Path(args.manifest) if args.manifest else None, pred_dir)
+    if args.report:
+        ensure_writable_dir(args.report, "report folder")
+    book, layout = run_postprocess(result_dir, gt_path, Path(args.manifest) if args.manifest else None, pred_dir)
     spec = dataset_spec(layout.dataset)
-    print(format_report(confusion.matrix, spec, layout.cfg.inference))
-    scores = write_metrics(args.metrics_path, confusion.matrix, spec, layout.cfg.inference)
+    print(format_report(book.confusion.matrix, spec, layout.cfg.inference))
+    scores = write_metrics(args.metrics_path, book.confusion.matrix, spec, layout.cfg.inference)
+    if args.report:
+        write_report(args.report, book, spec, scores, f"{result_dir.name} on {spec.title}")
     print(f"mIoU {scores['mean_iou']:.2f}; wrote {args.metrics_path}")
     return 0
 

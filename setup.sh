@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv (once), install the requirements into it and the package itself (editable); cheap when
 # nothing changed.
-# Usage: bash setup.sh [extra requirements files...]   e.g. bash setup.sh requirements-test.txt
+# Usage: bash setup.sh [extra requirements files...]
+# Example: bash setup.sh requirements-test.txt     (what test.sh runs)
 set -euo pipefail
 cd "$(dirname "$0")"
 case ${1:-} in

@@ -7,7 +7,6 @@ demo model gives the accuracy figures. Prints one table; --csv also writes it.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import tempfile
 import time
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from segmenter.checkpoint import load_model, write_random_checkpoint
+from segmenter.cli import ArgumentParser
 from segmenter.config import resolve_dataset, window_config
 from segmenter.engines import ENGINE_PRECISIONS, available_devices, cpu_has_bf16, cpu_threads, open_engine
 from segmenter.evaluate import stream_evaluate
@@ -89,13 +89,13 @@ def demo_miou(variant_path: Path, onnx_path: Path, data_root: Path, engines: lis
     out = {}
     for device, precision in engines:
         engine = open_engine(onnx_path, device, precision, batch_size=4)
-        matrix = stream_evaluate(samples, spec, cfg, engine, 4, log=lambda _: None).matrix
+        matrix = stream_evaluate(samples, spec, cfg, engine, 4, log=lambda _: None).confusion.matrix
         out[(device, precision)] = compute_scores(matrix, spec)["mean_iou"]
     return out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(__doc__, example="python benchmarks/bench_engines.py --sizes T B --batch-sizes 1")
     parser.add_argument("--sizes", nargs="+", default=["T", "B", "L"], help="Model shapes. Default: T B L.")
     parser.add_argument("--window", type=int, default=768, help="Window side. Default: 768.")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2], help="Batch sizes. Default: 1 2.")

@@ -6,7 +6,6 @@ Random weights (speed does not depend on them); 768x768 windows, 19 classes. Nam
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 
 from segmenter.checkpoint import make_variant_dict
+from segmenter.cli import ArgumentParser
 from segmenter.model import Segmenter
 from segmenter.variant import parse_variant
 
@@ -34,7 +34,7 @@ def cuda_seconds(fn, warmup: int = 3, runs: int = 10) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(__doc__, example="python benchmarks/bench_gpu.py")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8], help="Default: 1 8.")
     parser.add_argument("--window", type=int, default=768, help="Default: 768.")
     args = parser.parse_args()

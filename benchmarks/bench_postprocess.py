@@ -6,7 +6,6 @@ Outputs are random smooth logits in the guide's layout; each image's outputs tak
 """
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -15,6 +14,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from segmenter.cli import ArgumentParser
 
 ANCHORS = [(0, 0), (0, 736), (0, 1280), (256, 0), (256, 736), (256, 1280)]
 
@@ -79,7 +80,7 @@ def measure(code: str) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(__doc__, example="python benchmarks/bench_postprocess.py --images 4")
     parser.add_argument("--images", type=int, default=4, help="Images to generate and score. Default: 4.")
     parser.add_argument("--mode", choices=["both", "streamed", "guide"], default="both",
                         help="Which approach to measure (each in a fresh process). Default: both.")

@@ -7,12 +7,13 @@ segmenter_eval's streaming pipeline over the same images. Prints both times, the
 """
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from segmenter.cli import ArgumentParser
 
 PURE = """
 import sys, time, json
@@ -66,7 +67,7 @@ def run(code: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(__doc__, example="python benchmarks/bench_stream.py --size B --images 1")
     parser.add_argument("--size", default="L", help="Model shape (T, S, B, L). Default: L.")
     parser.add_argument("--images", type=int, default=3, help="1024x2048 images. Default: 3.")
     parser.add_argument("--engines", nargs="+", default=["openvino:fp32", "cpu:fp32"],

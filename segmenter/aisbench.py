@@ -7,12 +7,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from .engines import Engine
 from .errors import SegmenterError
 from .files import atomic_write, ensure_writable_dir
 from .manifest import read_stamp
+from .progress import track
 
 INPUT_SUFFIXES = (".bin", ".npy")
 
@@ -135,13 +135,13 @@ def run_benchmark(engine: Engine, *, inputs: list[Path] | None, output_dir: Path
         batch = np.zeros((batch_size, *item_shape), np.float32)
         for _ in range(warmup):
             engine(batch)
-        for _ in tqdm(range(loop), desc=f"infer bs{batch_size}", unit="batch", leave=False):
+        for _ in track(range(loop), desc=f"infer bs{batch_size}", unit="batch"):
             timed(engine, batch, ms)
     else:
         for f in inputs:  # every input before the first inference: no half-written result folder
             check_input(f, item_shape)
         groups = [inputs[i:i + batch_size] for i in range(0, len(inputs), batch_size)]
-        for n, group in enumerate(tqdm(groups, desc=f"infer bs{batch_size}", unit="batch")):
+        for n, group in enumerate(track(groups, desc=f"infer bs{batch_size}", unit="batch")):
             files = group + [group[-1]] * (batch_size - len(group))  # pad the last batch by repetition
             batch = np.concatenate([read_input(f, item_shape) for f in files])
             if n == 0:

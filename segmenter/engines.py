@@ -100,7 +100,7 @@ class OnnxRuntimeEngine:
 
         provider = self.PROVIDERS[device]
         if provider not in ort.get_available_providers():
-            raise SegmenterError(f"--device {device} needs ONNX Runtime's {provider}, which this onnxruntime lacks "
+            raise SegmenterError(f"device {device} needs ONNX Runtime's {provider}, which this onnxruntime lacks "
                                  f"(available: {', '.join(ort.get_available_providers())}); "
                                  "pip install -r requirements-gpu.txt on a CUDA host")
         if precision == "int8":
@@ -139,10 +139,10 @@ class OpenVinoEngine:
         try:
             import openvino as ov
         except ImportError:
-            raise SegmenterError("--device openvino needs OpenVINO: pip install -r requirements-openvino.txt") from None
+            raise SegmenterError("the openvino device needs OpenVINO: pip install -r requirements.txt") from None
         core = ov.Core()
         if precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-            raise SegmenterError("--precision bf16: this processor has no bfloat16 instructions (AVX512-BF16 or AMX)")
+            raise SegmenterError("precision bf16: this processor has no bfloat16 instructions (AVX512-BF16 or AMX)")
         self.batch_size = batch_size
         try:
             model = core.read_model(str(model_path))
@@ -187,7 +187,7 @@ def open_engine(model_path: str | Path, device: str = "cpu", precision: str = "f
     if device not in ENGINE_PRECISIONS:
         raise SegmenterError(f"unknown device '{device}' (known: {', '.join(DEVICES)})")
     if precision not in ENGINE_PRECISIONS[device]:
-        raise SegmenterError(f"--device {device} offers precisions {', '.join(ENGINE_PRECISIONS[device])}, "
+        raise SegmenterError(f"device {device} offers precisions {', '.join(ENGINE_PRECISIONS[device])}, "
                              f"not '{precision}'")
     if device == "openvino":
         return OpenVinoEngine(model_path, precision, threads, batch_size)

@@ -1,6 +1,7 @@
 """One error type for bad user input, and the CLI wrapper that prints it as one line."""
 from __future__ import annotations
 
+import os
 import sys
 from typing import Callable
 
@@ -23,6 +24,9 @@ def run_cli(main: Callable[[], int | None]) -> None:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
+    except BrokenPipeError:  # output piped into a reader that stopped (e.g. head): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
     sys.exit(code or 0)
 
 

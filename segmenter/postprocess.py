@@ -12,14 +12,13 @@ import re
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from .aisbench import load_npy, npy_header
 from .datasets import dataset_spec
 from .errors import SegmenterError
 from .files import staged
 from .manifest import Layout, read_layout
-from .metrics import ConfusionMatrix
+from .progress import track
 from .scoring import ImageMerger, ScoreBook, check_ground_truths, score_image
 
 OUTPUT_NAME = re.compile(r"^(?P<prefix>.+)_(?P<k>\d+)_0\.(?P<fmt>bin|npy)$")  # <prefix>_<k>_<output 0>.<fmt>
@@ -127,9 +126,9 @@ def read_output(path: Path, n_cls: int, window: int) -> np.ndarray:
 
 
 def run_postprocess(result_dir: Path, gt_path: Path, manifest: Path | None = None, pred_dir: Path | None = None,
-                    log=print) -> tuple[ConfusionMatrix, Layout]:
-    """Confusion matrix over every image of the gt file, and the layout it was read with; checks everything
-    before scoring anything."""
+                    log=print) -> tuple[ScoreBook, Layout]:
+    """Scores of every image of the gt file, and the layout it was read with; checks everything before scoring
+    anything."""
     layout = read_layout(gt_path, manifest, log)
     try:
         check_summary(result_dir, layout)
@@ -143,9 +142,10 @@ def run_postprocess(result_dir: Path, gt_path: Path, manifest: Path | None = Non
     spec = dataset_spec(layout.dataset)
     book = ScoreBook(layout.n_cls)
     with staged(pred_dir) as stage:
-        for plan, paths in zip(tqdm(layout.plans, desc="postprocess", unit="img", delay=0.5), files):
+        for plan, paths in zip(track(layout.plans, desc="postprocess", unit="img"), files):
             merger = ImageMerger(plan, layout.n_cls, layout.cfg.window_size)
             for k, path in enumerate(paths):
                 merger.add(k, read_output(path, layout.n_cls, layout.cfg.window_size))
             book.add(score_image(merger, spec, plan.gt_path, stage))
-        return book.check(log), layout
+        book.check(log)
+    return book, layout

@@ -8,7 +8,6 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import cv2
-from tqdm import tqdm
 
 from .data import read_image, view_windows, window_census
 from .datasets import DatasetSpec, Sample
@@ -16,6 +15,7 @@ from .errors import SegmenterError
 from .files import ensure_writable_dir, ensure_writable_file
 from .manifest import LAYOUT_STAMP, manifest_beside, write_gt_file, write_manifest, write_stamp
 from .plan import ImagePlan, WindowConfig, assign_prefixes
+from .progress import track
 from .system import cpu_threads
 
 
@@ -91,10 +91,10 @@ def run_preprocess(samples: list[Sample], bin_dir: Path, gt_path: Path, cfg: Win
     bar = dict(total=len(jobs), desc="preprocess", unit="img")
     if workers <= 1:
         _init_worker()
-        results = [_preprocess_one(j) for j in tqdm(jobs, **bar)]
+        results = [_preprocess_one(j) for j in track(jobs, **bar)]
     else:
         with ProcessPoolExecutor(workers, initializer=_init_worker) as pool:
-            results = list(tqdm(pool.map(_preprocess_one, jobs), **bar))
+            results = list(track(pool.map(_preprocess_one, jobs), **bar))
     plans = [plan for plan, _ in results]
     removed = sum(n for _, n in results)
     if removed:

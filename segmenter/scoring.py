@@ -5,6 +5,7 @@ prediction all feed an ImageMerger window by window, then call score_image.
 """
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import numpy as np
 
 from .datasets import DatasetSpec
 from .errors import SegmenterError
-from .metrics import ConfusionMatrix, save_prediction_pngs
+from .metrics import ConfusionMatrix, iou_from_confusion, save_prediction_pngs
 from .plan import ImagePlan
 from .windows import WindowMerger, argmax_labels, resize_logits
 
@@ -132,20 +133,54 @@ def score_image(merger: ImageMerger, spec: DatasetSpec, gt_path: str | Path | No
     return ImageScore(merger.plan, labels, confusion)
 
 
-class ScoreBook:
-    """The run's total confusion matrix and the images whose ground truth labels no pixel."""
+@dataclass(frozen=True)
+class ImageResult:
+    """What the report keeps of a scored image."""
 
-    def __init__(self, n_cls: int) -> None:
+    name: str
+    prefix: str
+    mean_iou: float  # over the classes in its ground truth or prediction; NaN without labelled pixels
+    pixel_accuracy: float
+    labelled: int
+
+
+class ScoreBook:
+    """The run's confusion matrix, a line per image, its worst images' predictions, and unlabelled images."""
+
+    def __init__(self, n_cls: int, keep_worst: int = 6) -> None:
         self.confusion = ConfusionMatrix(n_cls)
         self.unlabelled: list[str] = []
-        self.images = 0
+        self.results: list[ImageResult] = []
+        self.keep_worst = keep_worst
+        self.worst: list[tuple[float, int, ImagePlan, np.ndarray]] = []  # max-heap by mIoU, as (-mIoU, ...)
+
+    @property
+    def images(self) -> int:
+        return len(self.results)
 
     def add(self, score: ImageScore) -> None:
-        self.images += 1
-        if score.confusion is not None:
-            self.confusion.matrix += score.confusion
-            if score.labelled_pixels == 0:
-                self.unlabelled.append(score.plan.name)
+        confusion = score.confusion
+        if confusion is None:
+            return
+        self.confusion.matrix += confusion
+        labelled = int(confusion.sum())
+        if labelled == 0:
+            self.unlabelled.append(score.plan.name)
+            miou = accuracy = float("nan")
+        else:
+            miou = float(np.nanmean(iou_from_confusion(confusion)))
+            accuracy = float(np.trace(confusion) / labelled)
+        self.results.append(ImageResult(score.plan.name, score.plan.prefix, miou, accuracy, labelled))
+        if self.keep_worst and labelled:
+            entry = (-miou, len(self.results), score.plan, score.labels)
+            if len(self.worst) < self.keep_worst:
+                heapq.heappush(self.worst, entry)
+            elif entry > self.worst[0]:
+                heapq.heapreplace(self.worst, entry)
+
+    def worst_images(self) -> list[tuple[float, ImagePlan, np.ndarray]]:
+        """(mIoU, plan, labels) of the kept worst images, worst first."""
+        return [(-m, plan, labels) for m, _, plan, labels in sorted(self.worst, reverse=True)]
 
     def check(self, log=print) -> ConfusionMatrix:
         """The confusion matrix, after saying which ground truths label nothing; none labelled is an error."""

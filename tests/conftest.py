@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+PROGRESS_LINE = re.compile(r"^[\w ]+: \d+(/\d+)? \w+, [\d.]+ \w+/s, \d+ s$")  # progress without a terminal
 _CACHE = tempfile.mkdtemp(prefix="segmenter-test-cache-")  # exported models of the tests' checkpoints
 os.environ["SEGMENTER_CACHE_DIR"] = _CACHE
 atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
@@ -29,7 +31,8 @@ def run_script(script: str, *args, timeout: float = 900, env: dict | None = None
 def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
     """A non-zero exit with a single `error: ...` line on stderr that contains every fragment."""
     assert proc.returncode != 0, proc.stdout + proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip() and "%|" not in line]  # not progress bars
+    lines = [line for line in proc.stderr.splitlines()
+             if line.strip() and "%|" not in line and not PROGRESS_LINE.match(line)]  # not progress
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])

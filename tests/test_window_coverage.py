@@ -84,10 +84,10 @@ def test_file_and_streaming_routes_agree_on_any_size(tiny_model, tmp_path, strid
     files, _ = run_postprocess(tmp_path / "result", tmp_path / "gt.txt", pred_dir=tmp_path / "pred_files", log=quiet)
     stream = stream_evaluate(samples, CITYSCAPES, cfg, engine, batch_size=8, pred_dir=tmp_path / "pred_stream",
                              log=quiet)
-    assert (files.matrix == stream.matrix).all()
+    assert (files.confusion.matrix == stream.confusion.matrix).all()
     for plan, (h, w) in zip(plans, sizes):
         a = cv2.imread(str(tmp_path / "pred_files" / "labelIds" / f"{plan.prefix}.png"), cv2.IMREAD_UNCHANGED)
         b = cv2.imread(str(tmp_path / "pred_stream" / "labelIds" / f"{plan.prefix}.png"), cv2.IMREAD_UNCHANGED)
         assert a.shape == (h, w) and (a == b).all(), plan.name
-    assert files.matrix.sum() == sum(h * w for h, w in sizes)  # every pixel scored once (no 255 in these labels)
+    assert files.confusion.matrix.sum() == sum(h * w for h, w in sizes)  # every pixel scored once (no 255 here)
 

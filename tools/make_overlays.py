@@ -1,23 +1,24 @@
 #!/usr/bin/env python3
-"""Side-by-side pictures of a few predictions: input | prediction over the input | ground truth."""
+"""Pictures of a few predictions: input | prediction over the input | ground truth, titled, with a legend."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-import cv2
-import numpy as np
-
+from segmenter.cli import ArgumentParser
 from segmenter.data import read_image
 from segmenter.datasets import DATASETS, DatasetSpec, dataset_spec
+from segmenter.datasets.spec import read_label_file
 from segmenter.errors import SegmenterError, run_cli
 from segmenter.manifest import manifest_beside, read_manifest
-from segmenter.metrics import colourize, write_png
+from segmenter.metrics import write_png
 from segmenter.plan import assign_prefixes
+from segmenter.visualize import overlay_picture
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(__doc__, example="python tools/make_overlays.py --gt-path runs/demo/gt_file.txt "
+                            "--pred-dir runs/demo/pred --out-dir runs/demo/overlays")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--gt-path", help="gt_file.txt of a file-route run; its manifest gives the image paths.")
     source.add_argument("--data-root",
@@ -26,7 +27,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Data set, with --data-root. Default: cityscapes.")
     parser.add_argument("--split", default=None, help="Split, with --data-root. Default: the validation split.")
     parser.add_argument("--pred-dir", required=True,
-                        help="--pred-dir of segmenter_postprocess.py or segmenter_eval.py (uses color/).")
+                        help="--pred-dir of segmenter_postprocess.py or segmenter_eval.py (uses labels/).")
     parser.add_argument("--out-dir", required=True, help="Folder to write <stem>_overlay.png into.")
     parser.add_argument("--count", type=int, default=4, help="How many images. Default: 4.")
     parser.add_argument("--alpha", type=float, default=0.55, help="Opacity of the prediction colours. Default: 0.55.")
@@ -54,12 +55,10 @@ def main(args: argparse.Namespace) -> int:
     step = max(1, len(entries) // max(1, args.count))  # spread over the data set (its cities)
     for stem, image_path, gt_path in entries[::step][: args.count]:
         image = read_image(image_path)
-        pred = read_image(Path(args.pred_dir) / "color" / f"{stem}.png")
         gt = spec.read_labels(gt_path, image.shape[:2])
-        blend = cv2.addWeighted(image, 1 - args.alpha, pred, args.alpha, 0)
-        truth = np.where((gt == 255)[..., None], image // 3, colourize(gt, spec))  # ignored pixels dimmed
+        labels = read_label_file(Path(args.pred_dir) / "labels" / f"{stem}.png")
         target = out_dir / f"{stem}_overlay.png"
-        write_png(target, np.concatenate([image, blend, truth], axis=1))
+        write_png(target, overlay_picture(image, labels, spec, args.alpha, gt)[0])
         print(f"wrote {target}")
     return 0
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 
 from segmenter.checkpoint import SIZES, write_random_checkpoint
+from segmenter.cli import ArgumentParser
 from segmenter.datasets import DATASETS, dataset_spec
 from segmenter.errors import run_cli
 from segmenter.variant import DECODER_NAMES, NORMALIZATIONS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(__doc__, example="python tools/make_random_checkpoint.py --out-dir runs/seg_l --size L "
+                            "--image-size 768 --im-size 1024")
     parser.add_argument("--out-dir", required=True, help="Folder to write checkpoint.pth and variant.yml into.")
     parser.add_argument("--size", choices=list(SIZES), default="tiny",
                         help="Encoder shape: tiny (tests) or the released T/S/B/L ViT shapes. Default: tiny.")

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from segmenter.checkpoint import make_variant_dict, save_released_format
+from segmenter.cli import ArgumentParser
 from segmenter.data import view_windows
 from segmenter.datasets.cityscapes import SPEC as CITYSCAPES
 from segmenter.errors import run_cli
@@ -29,7 +30,7 @@ from segmenter.variant import NORMALIZATIONS, parse_variant
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = ArgumentParser(__doc__, example="python tools/train_demo.py --out-dir runs/my_demo_model")
     p.add_argument("--out-dir", required=True, help="Folder to write checkpoint.pth and variant.yml into.")
     p.add_argument("--image-size", type=int, nargs=2, default=(256, 512), metavar=("H", "W"),
                    help="Size of the generated scenes. Default: 256 512.")

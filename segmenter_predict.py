@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Segment your own images and videos: label maps, colour maps and overlays with a legend.
+
+Inputs are image files, folders (searched recursively for images and videos) or glob patterns; outputs
+mirror the input tree under --output-dir: <name>_labels.png (class indices; for Cityscapes also
+<name>_labelIds.png), <name>_color.png (the data set's palette) and <name>_overlay.png (input and
+prediction side by side, with a legend). A video gives <name>_overlay.mp4 (same frame rate and size)
+and, with --frames, a PNG set per frame. Files that cannot be read are reported; the rest are still
+processed, and the exit status is 1 if any failed.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from segmenter.cli import (
+    ArgumentParser,
+    add_view_flags,
+    add_window_flags,
+    positive_float,
+    positive_int,
+    views_from_args,
+)
+from segmenter.config import describe, resolve_dataset, window_config
+from segmenter.datasets import DATASETS
+from segmenter.engines import DEVICES, PRECISIONS, open_engine, resolve_auto
+from segmenter.errors import SegmenterError, run_cli
+from segmenter.files import ensure_writable_dir
+from segmenter.predict import SAVE_KINDS, collect_sources, run_predict
+from segmenter.variant import load_variant
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = ArgumentParser(__doc__, example="python segmenter_predict.py --model models/demo/checkpoint.pth "
+                            "--input runs/demo/data/cityscapes/leftImg8bit/val --output-dir runs/predict")
+    parser.add_argument("--model", required=True,
+                        help="A released checkpoint.pth (exported at the window size once, then reused from the "
+                             "cache) or an exported ONNX model.")
+    parser.add_argument("--cfg-path", default=None,
+                        help="The model's variant.yml. Default: variant.yml beside --model.")
+    parser.add_argument("--input", required=True, nargs="+", metavar="PATH",
+                        help="Image files, folders (recursively) or glob patterns (quoted); videos (mp4, avi, mov, "
+                             "mkv, webm) too.")
+    parser.add_argument("--output-dir", required=True, help="Folder to write the outputs into, mirroring the inputs.")
+    parser.add_argument("--save", default=",".join(SAVE_KINDS),
+                        help=f"Which outputs to write, comma-separated from {', '.join(SAVE_KINDS)}. Default: all.")
+    parser.add_argument("--frames", action="store_true",
+                        help="For videos, also write the chosen outputs of every frame as PNGs (<name>_frames/).")
+    parser.add_argument("--limit", type=positive_int, default=None,
+                        help="Stop after this many images or video frames, for a quick look.")
+    parser.add_argument("--alpha", type=positive_float, default=0.55,
+                        help="Opacity of the prediction colours in overlays, up to 1. Default: 0.55.")
+    parser.add_argument("--dataset", choices=list(DATASETS), default=None,
+                        help="Classes and palette. Default: the variant's dataset_kwargs.dataset.")
+    add_window_flags(parser)
+    add_view_flags(parser)
+    parser.add_argument("--device", default="auto",
+                        help=f"Engine target: auto (fastest installed) or one of {', '.join(DEVICES)}. Default: auto.")
+    parser.add_argument("--precision", default="auto",
+                        help=f"auto (the device's default) or one of {', '.join(PRECISIONS)}. Default: auto.")
+    parser.add_argument("--batch-size", type=positive_int, default=1,
+                        help="Windows per engine call, across image boundaries. Default: 1.")
+    parser.add_argument("--workers", type=positive_int, default=2,
+                        help="Threads decoding and preprocessing images. Default: 2.")
+    parser.add_argument("--threads", type=positive_int, default=None, help="Engine threads. Default: one per CPU core.")
+    return parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
+    save = tuple(kind.strip() for kind in args.save.split(",") if kind.strip())
+    unknown = [kind for kind in save if kind not in SAVE_KINDS]
+    if unknown or not save:
+        raise SegmenterError(f"--save {args.save}: choose from {', '.join(SAVE_KINDS)}")
+    if args.alpha > 1:
+        raise SegmenterError(f"--alpha {args.alpha}: must be at most 1")
+    out_dir = ensure_writable_dir(args.output_dir, "output folder")
+    sources = collect_sources(args.input)
+    model = Path(args.model)
+    views = views_from_args(args)
+    variant = load_variant(Path(args.cfg_path) if args.cfg_path else model.with_name("variant.yml"))
+    spec = resolve_dataset(variant, args.dataset)
+    cfg = window_config(variant, spec, args.image_size, args.window_size, args.window_stride, views)
+    print(describe(cfg, spec))
+    device, precision = resolve_auto(args.device, args.precision)
+    if model.suffix in (".pth", ".pt"):
+        from segmenter.cache import exported_model
+
+        model = exported_model(model, variant, (cfg.window_size, cfg.window_size))
+    engine = open_engine(model, device, precision, args.threads, args.batch_size)
+    print(f"{engine.name}, batch size {args.batch_size}: {len(sources)} inputs -> {out_dir}")
+    summary = run_predict(sources, spec, cfg, engine, out_dir, save, args.frames, args.batch_size, args.workers,
+                          args.limit, args.alpha)
+    print(f"segmented {summary.images} images and {summary.frames} video frames into {out_dir}")
+    if summary.failed:
+        print(f"error: {len(summary.failed)} of {summary.inputs} inputs could not be read: " +
+              "; ".join(f"{path} ({reason})" for path, reason in summary.failed[:5]) +
+              (" ..." if len(summary.failed) > 5 else ""), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(lambda: main(parse_args()))

@@ -1,0 +1,134 @@
+"""segmenter_predict.py on the images and videos a user has, against segmenter_eval.py's own predictions."""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import run_script
+from PIL import Image
+
+from segmenter.visualize import MARGIN, TITLE
+
+ALL_OUTPUTS = ("labels", "labelIds", "color", "overlay")
+
+
+def write_video(path: Path, frames: int, hw=(48, 64), fps: float = 12.5) -> None:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (hw[1], hw[0]))
+    rng = np.random.default_rng(frames)
+    for i in range(frames):
+        writer.write(cv2.GaussianBlur(rng.integers(0, 255, (*hw, 3), np.uint8), (0, 0), 3) + i)
+    writer.release()
+
+
+@pytest.fixture(scope="module")
+def user_files(tmp_path_factory) -> Path:
+    """A folder tree as a user has one: equal names in two folders, odd formats, a broken file, two videos."""
+    root = tmp_path_factory.mktemp("user") / "photos"
+    rng = np.random.default_rng(0)
+    photo = lambda h, w: cv2.GaussianBlur(rng.integers(0, 255, (h, w, 3), np.uint8), (0, 0), 2)  # noqa: E731
+    for folder in ("street", "park"):
+        (root / folder).mkdir(parents=True)
+        cv2.imwrite(str(root / folder / "same.png"), photo(70, 130))
+    cv2.imwrite(str(root / "gray.png"), cv2.cvtColor(photo(60, 90), cv2.COLOR_BGR2GRAY))
+    cv2.imwrite(str(root / "rgba.png"), np.dstack([photo(50, 100), np.full((50, 100), 128, np.uint8)]))
+    cv2.imwrite(str(root / "deep.tiff"), (photo(40, 70).astype(np.uint16) * 257))
+    cv2.imwrite(str(root / "flat.webp"), photo(45, 66))
+    cv2.imwrite(str(root / "old.bmp"), photo(30, 30))
+    upright = Image.fromarray(photo(40, 80)[:, :, ::-1])
+    exif = upright.getexif()
+    exif[0x0112] = 6  # stored sideways: viewers (and we) turn it upright to 80x40
+    buffer = io.BytesIO()
+    upright.save(buffer, "JPEG", exif=exif.tobytes())
+    (root / "rotated.jpg").write_bytes(buffer.getvalue())
+    (root / "broken.jpg").write_bytes(b"this is not a JPEG")
+    write_video(root / "one.mp4", 1)
+    write_video(root / "ten.mp4", 10)
+    return root
+
+
+@pytest.fixture(scope="module")
+def predicted(user_files, tiny_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("predicted")
+    proc = run_script("segmenter_predict.py", "--model", tiny_checkpoint, "--input", user_files, "--output-dir", out,
+                      "--frames", "--device", "cpu", "--precision", "fp32", "--batch-size", 3)
+    return proc, out
+
+
+def test_every_readable_file_is_segmented(predicted, user_files):
+    proc, out = predicted
+    assert proc.returncode == 1  # the broken file
+    assert "error: 1 of 11 inputs could not be read" in proc.stderr and "broken.jpg" in proc.stderr
+    expected_sizes = {"street/same": (70, 130), "park/same": (70, 130), "gray": (60, 90), "rgba": (50, 100),
+                      "deep": (40, 70), "flat": (45, 66), "old": (30, 30), "rotated": (80, 40)}
+    for rel, hw in expected_sizes.items():
+        for kind in ALL_OUTPUTS:
+            assert (out / f"{rel}_{kind}.png").is_file(), (rel, kind)
+        labels = cv2.imread(str(out / f"{rel}_labels.png"), cv2.IMREAD_UNCHANGED)
+        assert labels.shape == hw and labels.dtype == np.uint8 and labels.max() < 19, rel  # the original size
+        colour = cv2.imread(str(out / f"{rel}_color.png"))
+        assert colour.shape == (*hw, 3)
+    assert not list(out.glob("broken*"))
+    a, b = (cv2.imread(str(out / f"{f}/same_overlay.png")) for f in ("street", "park"))
+    assert a is not None and b is not None  # equal names in two folders: both kept
+
+
+def test_overlays_have_their_panels(predicted):
+    _, out = predicted
+    for rel, (h, w) in {"street/same": (70, 130), "rotated": (80, 40)}.items():
+        picture = cv2.imread(str(out / f"{rel}_overlay.png"))
+        assert picture.shape[1] == 2 * w + 3 * MARGIN and picture.shape[0] > TITLE + h  # two panels and a legend
+        for left in (MARGIN, 2 * MARGIN + w):
+            panel = picture[TITLE:TITLE + h, left:left + w]
+            assert panel.std() > 5, (rel, left)  # not blank
+        assert picture[:TITLE].min() < 100  # a dark title on white
+        assert picture[TITLE + h + MARGIN:].min() < 100  # the legend
+
+
+def test_videos_give_overlay_videos_and_frames(predicted):
+    _, out = predicted
+    for name, frames in (("one", 1), ("ten", 10)):
+        capture = cv2.VideoCapture(str(out / f"{name}_overlay.mp4"))
+        assert capture.isOpened()
+        assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(12.5)
+        count = 0
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            assert frame.shape == (48, 64, 3)
+            count += 1
+        assert count == frames
+        assert len(list((out / f"{name}_frames").glob("*_labels.png"))) == frames
+
+
+def test_labels_equal_the_evaluations(tiny_checkpoint, tmp_path):
+    """Prediction on a data set's images gives the labels segmenter_eval.py --pred-dir saves for them."""
+    for args in (("tools/make_dataset.py", "--data-root", tmp_path / "data", "--n-images", 3, "--size", 90, 170),
+                 ("segmenter_eval.py", "--model", tiny_checkpoint, "--data-root", tmp_path / "data", "--metrics-path",
+                  tmp_path / "m.yaml", "--pred-dir", tmp_path / "pred", "--device", "cpu", "--precision", "fp32"),
+                 ("segmenter_predict.py", "--model", tiny_checkpoint, "--input",
+                  tmp_path / "data" / "cityscapes" / "leftImg8bit" / "val", "--output-dir", tmp_path / "out",
+                  "--device", "cpu", "--precision", "fp32", "--save", "labels", "--batch-size", 2)):
+        proc = run_script(*args)
+        assert proc.returncode == 0, proc.stderr
+    evaluated = sorted((tmp_path / "pred" / "labels").glob("*.png"))
+    assert len(evaluated) == 3
+    for png in evaluated:
+        city = png.stem.split("_")[0]
+        ours = tmp_path / "out" / city / f"{png.stem}_labels.png"
+        assert ours.read_bytes() == png.read_bytes()
+    assert not list((tmp_path / "out").rglob("*_overlay.png"))  # --save labels only
+
+
+def test_glob_and_limit(user_files, tiny_checkpoint, tmp_path):
+    proc = run_script("segmenter_predict.py", "--model", tiny_checkpoint, "--input", f"{user_files}/*/same.png",
+                      str(user_files / "gray.png"), "--output-dir", tmp_path, "--device", "cpu", "--limit", 2,
+                      "--save", "color")
+    assert proc.returncode == 0, proc.stderr
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.png"))
+    assert written == [os.path.join("photos", "park", "same_color.png"), os.path.join("photos", "street",
+                                                                                      "same_color.png")]
