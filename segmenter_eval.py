@@ -21,10 +21,12 @@ from segmenter.config import describe, resolve_dataset, window_config
 from segmenter.data import window_census
 from segmenter.engines import DEVICES, PRECISIONS, open_engine, resolve_auto
 from segmenter.errors import SegmenterError, run_cli
-from segmenter.evaluate import stream_evaluate
-from segmenter.files import ensure_writable_dir, ensure_writable_file, refuse_overwrite
+from segmenter.evaluate import open_journal, resume_from, stream_evaluate, with_prefixes
+from segmenter.files import ensure_writable_dir, ensure_writable_file, refuse_overwrite, staged
+from segmenter.journal import evaluation_fingerprint
 from segmenter.metrics import format_report, write_metrics
 from segmenter.report import write_report
+from segmenter.scoring import ScoreBook
 from segmenter.variant import load_variant
 
 
@@ -57,6 +59,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pred-dir", default=None,
                         help="Also save each prediction as labels/<prefix>.png (class indices), color/<prefix>.png "
                              "and, for Cityscapes, labelIds/<prefix>.png (for its official evaluator).")
+    parser.add_argument("--resume", action="store_true",
+                        help="Keep a journal beside the metrics file (<metrics>.journal.jsonl) of every image scored, "
+                             "and skip the images an earlier run with the same settings already scored.")
+    parser.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                        help="Evaluate on Ray: alone, a local Ray runtime on this machine; with an address (auto, "
+                             "host:6379, ray://host:10001), that cluster. Needs requirements-ray.txt.")
+    parser.add_argument("--ray-actors", type=positive_int, default=1,
+                        help="Engines (Ray actors) working in parallel: each takes one GPU, or the CPUs divided "
+                             "among the actors (--threads to set). Default: 1.")
     parser.add_argument("--dry-run", action="store_true",
                         help="Only print the settings and the window count per image and in all, then stop.")
     args = parser.parse_args(argv)
@@ -85,15 +96,34 @@ def main(args: argparse.Namespace) -> int:
     if args.dry_run:
         return 0
     device, precision = resolve_auto(args.device, args.precision)
+    journal = open_journal(args.metrics_path, args.resume, lambda: evaluation_fingerprint(
+        Path(args.model), cfg_path, spec.name, spec.split_name(args.split), cfg.to_json(), device, precision),
+        spec.n_cls)
     if model.suffix in (".pth", ".pt"):
         from segmenter.cache import exported_model
 
         model = exported_model(model, variant, (cfg.window_size, cfg.window_size))
-    engine = open_engine(model, device, precision, args.threads, args.batch_size)
-    if engine.n_cls != variant.n_cls:
-        raise SegmenterError(f"{args.model}: the model has {engine.n_cls} classes, the variant {variant.n_cls}")
-    print(f"{engine.name}, batch size {args.batch_size}")
-    book = stream_evaluate(samples, spec, cfg, engine, args.batch_size, args.workers, pred_dir)
+    try:
+        if args.ray is not None:
+            from segmenter.distributed import ray_evaluate
+
+            book = ScoreBook(spec.n_cls)
+            todo = resume_from(journal, with_prefixes(samples), book)
+            with staged(pred_dir if journal is None else None) as stage:
+                ray_evaluate(todo, spec, cfg, model, device, precision, args.threads, args.batch_size,
+                             args.ray_actors, args.ray, stage if journal is None else pred_dir, journal, book,
+                             keep_labels=pred_dir is not None)
+                book.check()
+        else:
+            engine = open_engine(model, device, precision, args.threads, args.batch_size)
+            if engine.n_cls != variant.n_cls:
+                raise SegmenterError(f"{args.model}: the model has {engine.n_cls} classes, the variant {variant.n_cls}")
+            print(f"{engine.name}, batch size {args.batch_size}")
+            book = stream_evaluate(samples, spec, cfg, engine, args.batch_size, args.workers, pred_dir,
+                                   journal=journal)
+    finally:
+        if journal is not None:
+            journal.close()
     print(format_report(book.confusion.matrix, spec, cfg.inference))
     scores = write_metrics(args.metrics_path, book.confusion.matrix, spec, cfg.inference)
     if args.report:

@@ -108,7 +108,7 @@ class ImageScore:
     """One image's prediction and, where it has ground truth, its (K, K) confusion counts."""
 
     plan: ImagePlan
-    labels: np.ndarray
+    labels: np.ndarray | None
     confusion: np.ndarray | None
 
     @property
@@ -159,20 +159,23 @@ class ScoreBook:
         return len(self.results)
 
     def add(self, score: ImageScore) -> None:
-        confusion = score.confusion
-        if confusion is None:
-            return
+        if score.confusion is not None:
+            self.add_counts(score.plan.name, score.plan.prefix, score.confusion, score.plan, score.labels)
+
+    def add_counts(self, name: str, prefix: str, confusion: np.ndarray, plan: ImagePlan | None = None,
+                   labels: np.ndarray | None = None) -> None:
+        """Add one image's (K, K) counts; its plan and labels, when given, may make it one of the worst shown."""
         self.confusion.matrix += confusion
         labelled = int(confusion.sum())
         if labelled == 0:
-            self.unlabelled.append(score.plan.name)
+            self.unlabelled.append(name)
             miou = accuracy = float("nan")
         else:
             miou = float(np.nanmean(iou_from_confusion(confusion)))
             accuracy = float(np.trace(confusion) / labelled)
-        self.results.append(ImageResult(score.plan.name, score.plan.prefix, miou, accuracy, labelled))
-        if self.keep_worst and labelled:
-            entry = (-miou, len(self.results), score.plan, score.labels)
+        self.results.append(ImageResult(name, prefix, miou, accuracy, labelled))
+        if self.keep_worst and labelled and plan is not None and labels is not None:
+            entry = (-miou, len(self.results), plan, labels)
             if len(self.worst) < self.keep_worst:
                 heapq.heappush(self.worst, entry)
             elif entry > self.worst[0]:

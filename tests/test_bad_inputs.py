@@ -562,6 +562,27 @@ def multiscale_and_scales(w):
     return evaluate(w, "--multiscale", "--scales", "1.5")
 
 
+# --- resuming and Ray
+
+@case("{w}/metrics.yaml.journal.jsonl", "journal is of another evaluation", "window_stride: 32 then, 16 now")
+def journal_of_another_stride(w):
+    assert evaluate(w, "--resume").returncode == 0
+    (w / "metrics.yaml").unlink()
+    return evaluate(w, "--resume", "--window-stride", 16)
+
+
+@case("{w}/metrics.yaml.journal.jsonl", "resume that run, or delete the journal")
+def journal_without_resume(w):
+    assert evaluate(w, "--resume").returncode == 0
+    (w / "metrics.yaml").unlink()
+    return evaluate(w)
+
+
+@case("--ray-actors", "must be positive, got 0")
+def ray_without_actors(w):
+    return evaluate(w, "--ray", "--ray-actors", 0)
+
+
 # --- ground truth
 
 @case("every pixel of every ground truth is ignored", "undefined")

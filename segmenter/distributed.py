@@ -1,0 +1,171 @@
+"""Evaluation on a Ray cluster (Ray Data): the same per-image work as one process, spread over actors.
+
+The driver lists the images and keeps the books; Ray Data feeds their paths to a fixed-size pool of
+actors (`map_batches` with a callable class), each holding one engine and pinned to its CPU threads or
+one GPU. An actor decodes, preprocesses, infers, merges and scores its images with the package's own
+pipeline and returns only each image's confusion counts (and, when asked, its label PNG). The model
+reaches the actors through Ray's object store; the images are read from their paths, which must be
+visible at the same place on every node (shared storage, as for any cluster evaluation).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import SegmenterError
+from .journal import Entry, Journal
+from .pipeline import Finished, run_pipeline
+from .plan import View, WindowConfig
+from .progress import progress
+from .scoring import ScoreBook, score_image
+
+IMAGES_PER_CALL = 2  # images per actor call: small, so results stream back and a lost actor redoes little
+
+
+def _cfg_from_json(doc: dict) -> WindowConfig:
+    views = tuple(View(v["scale"], v["flip"]) for v in doc["views"])
+    return WindowConfig(doc["image_size"], doc["window_size"], doc["window_stride"], doc["normalization"],
+                        doc["box_ratio"], views)
+
+
+class RayScorer:
+    """A Ray Data actor: one engine; scores the images of each batch of rows it is given."""
+
+    def __init__(self, model: list, model_suffix: str, device: str, precision: str, threads: int | None,
+                 batch_size: int, cfg_json: dict, dataset: str, keep_labels: bool) -> None:
+        import ray
+
+        from .datasets import dataset_spec
+        from .engines import open_engine
+
+        folder = tempfile.mkdtemp(prefix="segmenter-actor-")
+        self.model_path = Path(folder) / f"model{model_suffix}"
+        self.model_path.write_bytes(ray.get(model[0]))  # the model's bytes, from the object store
+        self.engine = open_engine(self.model_path, device, precision, threads, batch_size)
+        self.batch_size, self.keep_labels = batch_size, keep_labels
+        self.cfg, self.spec = _cfg_from_json(cfg_json), dataset_spec(dataset)
+        self.node = ray.get_runtime_context().get_node_id()
+
+    def score(self, rows: dict[str, np.ndarray]) -> list[tuple[int, np.ndarray, bytes]]:
+        """(row, (K, K) counts, label PNG or b"") per image of the batch, in any order."""
+        from .data import read_image
+        from .pipeline import Job
+        from .plan import ImagePlan
+        from .visualize import png_bytes
+
+        def job(i: int) -> Job:
+            def load():
+                bgr = read_image(str(rows["image_path"][i]))
+                plan = ImagePlan.for_image(str(rows["name"][i]), str(rows["prefix"][i]), str(rows["image_path"][i]),
+                                           str(rows["gt_path"][i]), bgr.shape[:2], self.cfg)
+                return plan, bgr
+            return Job(load, int(rows["row"][i]))
+
+        results = []
+
+        def sink(done: Finished) -> None:
+            score = score_image(done.merger, self.spec, done.merger.plan.gt_path)
+            results.append((done.job.meta, score.confusion, png_bytes(score.labels) if self.keep_labels else b""))
+
+        run_pipeline([job(i) for i in range(len(rows["row"]))], self.cfg, self.engine, sink, self.batch_size,
+                     workers=2, images_ahead=2)
+        return results
+
+    def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        results = self.score(rows)
+        k = self.spec.n_cls
+        return {"row": np.array([r for r, _, _ in results], np.int64),
+                "confusion": np.stack([c.reshape(k * k) for _, c, _ in results]).astype(np.int64),
+                "labels_png": np.array([p for _, _, p in results], dtype=object),
+                "node": np.array([self.node] * len(results), dtype=object)}
+
+
+def start_ray(address: str | None, log=print):
+    """Join the cluster at `address` (e.g. auto, ray://host:10001), or start a local Ray runtime."""
+    try:
+        import ray
+    except ImportError:
+        raise SegmenterError("the Ray route needs Ray: pip install -r requirements-ray.txt") from None
+    if ray.is_initialized():
+        return ray
+    import logging
+
+    os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")  # Ray's own notes would drown the run's output
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=True, logging_level="ERROR")
+    try:
+        if address in (None, "local"):
+            ray.init(**kwargs)
+        else:
+            ray.init(address=address, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise SegmenterError(f"cannot join the Ray cluster at {address} ({str(exc).splitlines()[0][:160]}); "
+                             "start it with `ray start --head`, or give its address") from None
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    ray.data.DataContext.get_current().enable_progress_bars = False  # the package reports progress itself
+    ray.data.DataContext.get_current().print_on_execution_start = False
+    resources = ray.cluster_resources()
+    log(f"Ray: {len(ray.nodes())} nodes, {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs")
+    return ray
+
+
+def ray_evaluate(items, spec, cfg: WindowConfig, model_path: Path, device: str, precision: str, threads: int | None,
+                 batch_size: int, actors: int, address: str | None, pred_dir: Path | None = None,
+                 journal: Journal | None = None, book: ScoreBook | None = None, keep_labels: bool = False,
+                 scorer=RayScorer, log=print) -> ScoreBook:
+    """Score (sample, prefix) items on Ray with `actors` actors; adds to `book` and `journal` as images come back.
+
+    The metrics do not depend on the order in which images finish or on the number of actors; an image whose
+    result arrives twice (a task retried after an actor died) counts once.
+    """
+    ray = start_ray(address, log)
+    book = book or ScoreBook(spec.n_cls)
+    rows = [{"row": i, "name": s.name, "prefix": p, "image_path": str(s.image_path), "gt_path": str(s.gt_path)}
+            for i, (s, p) in enumerate(items)]
+    if not rows:
+        return book
+    gpus = device in ("cuda", "tensorrt")
+    threads = threads or (1 if gpus else max(1, int(ray.cluster_resources().get("CPU", 1)) // actors))
+    dataset = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // IMAGES_PER_CALL)))
+    model_ref = ray.put(model_path.read_bytes())  # held here for the whole run: restarted actors fetch it again
+    scored = dataset.map_batches(  # Ray Data restarts a dead actor and retries its batch by default
+        scorer, batch_size=IMAGES_PER_CALL, compute=ray.data.ActorPoolStrategy(size=actors),
+        num_gpus=1 if gpus else 0, num_cpus=0 if gpus else threads,
+        fn_constructor_kwargs=dict(model=[model_ref], model_suffix=model_path.suffix,
+                                   device=device, precision=precision, threads=threads, batch_size=batch_size,
+                                   cfg_json=cfg.to_json(), dataset=spec.name, keep_labels=keep_labels))
+    seen: set[int] = set()
+    per_node: dict[str, int] = {}
+    k = spec.n_cls
+    with progress(total=len(rows), desc="evaluate on Ray", unit="img") as bar:
+        for batch in scored.iter_batches(batch_size=None, batch_format="numpy"):
+            for row, flat, png, node in zip(batch["row"], batch["confusion"], batch["labels_png"], batch["node"]):
+                if int(row) in seen:
+                    continue
+                seen.add(int(row))
+                item = rows[int(row)]
+                confusion = np.asarray(flat, np.int64).reshape(k, k)
+                book.add_counts(item["name"], item["prefix"], confusion)
+                if journal is not None:
+                    journal.record(Entry(item["name"], item["prefix"], confusion))
+                if pred_dir is not None and len(png):
+                    _save_labels(pred_dir, item["prefix"], png, spec)
+                per_node[node] = per_node.get(node, 0) + 1
+                bar.update(1)
+    if len(seen) != len(rows):
+        raise SegmenterError(f"Ray returned {len(seen)} of {len(rows)} images; the metrics would be incomplete")
+    log("images per Ray node: " + ", ".join(f"{node[:8]} {n}" for node, n in sorted(per_node.items())))
+    return book
+
+
+def _save_labels(pred_dir: Path, prefix: str, png: bytes, spec) -> None:
+    import cv2
+
+    from .metrics import save_prediction_pngs
+
+    labels = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+    save_prediction_pngs(pred_dir, prefix, labels, spec)
