@@ -11,21 +11,24 @@ from pathlib import Path
 
 from segmenter.cli import (
     ArgumentParser,
+    add_calibration_flags,
     add_dataset_flags,
     add_view_flags,
     add_window_flags,
+    calibration_images,
     positive_int,
     views_from_args,
 )
 from segmenter.config import describe, resolve_dataset, window_config
 from segmenter.data import window_census
-from segmenter.engines import DEVICES, PRECISIONS, open_engine, resolve_auto
+from segmenter.engines import DEVICES, PRECISIONS
 from segmenter.errors import SegmenterError, run_cli
 from segmenter.evaluate import open_journal, resume_from, stream_evaluate, with_prefixes
 from segmenter.files import ensure_writable_dir, ensure_writable_file, refuse_overwrite, staged
 from segmenter.journal import evaluation_fingerprint
 from segmenter.metrics import format_report, write_metrics
 from segmenter.report import write_report
+from segmenter.runtime import calibration_from_images, open_model, prepared_model, resolve_engine
 from segmenter.scoring import ScoreBook
 from segmenter.variant import load_variant
 
@@ -44,8 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto",
                         help=f"Engine target: auto (fastest installed) or one of {', '.join(DEVICES)}. Default: auto.")
     parser.add_argument("--precision", default="auto",
-                        help=f"auto (the device's default: fp16 on GPUs, bf16 on CPUs with AMX, else fp32) or "
-                             f"one of {', '.join(PRECISIONS)}. Default: auto.")
+                        help=f"auto (the fastest that keeps fp32's predictions, measured once on this machine and "
+                             f"model) or one of {', '.join(PRECISIONS)}. Default: auto.")
+    add_calibration_flags(parser)
     parser.add_argument("--batch-size", type=positive_int, default=1,
                         help="Windows per engine call, across image boundaries. Default: 1.")
     parser.add_argument("--workers", type=positive_int, default=2,
@@ -95,14 +99,13 @@ def main(args: argparse.Namespace) -> int:
     print(window_census(samples, cfg))
     if args.dry_run:
         return 0
-    device, precision = resolve_auto(args.device, args.precision)
+    images = [s.image_path for s in samples]
+    calibration = calibration_from_images(calibration_images(args, images), cfg, args.calibration)
+    device, precision = resolve_engine(model, variant, cfg, args.device, args.precision, images, args.threads,
+                                       args.batch_size, calibration)
     journal = open_journal(args.metrics_path, args.resume, lambda: evaluation_fingerprint(
         Path(args.model), cfg_path, spec.name, spec.split_name(args.split), cfg.to_json(), device, precision),
         spec.n_cls)
-    if model.suffix in (".pth", ".pt"):
-        from segmenter.cache import exported_model
-
-        model = exported_model(model, variant, (cfg.window_size, cfg.window_size))
     try:
         if args.ray is not None:
             from segmenter.distributed import ray_evaluate
@@ -110,12 +113,13 @@ def main(args: argparse.Namespace) -> int:
             book = ScoreBook(spec.n_cls)
             todo = resume_from(journal, with_prefixes(samples), book)
             with staged(pred_dir if journal is None else None) as stage:
-                ray_evaluate(todo, spec, cfg, model, device, precision, args.threads, args.batch_size,
-                             args.ray_actors, args.ray, stage if journal is None else pred_dir, journal, book,
-                             keep_labels=pred_dir is not None)
+                ray_evaluate(todo, spec, cfg, prepared_model(model, variant, cfg, device, precision, calibration),
+                             device, precision, args.threads, args.batch_size, args.ray_actors, args.ray,
+                             stage if journal is None else pred_dir, journal, book, keep_labels=pred_dir is not None,
+                             variant_path=cfg_path if device == "torch-cuda" else None)
                 book.check()
         else:
-            engine = open_engine(model, device, precision, args.threads, args.batch_size)
+            engine = open_model(model, variant, cfg, device, precision, args.threads, args.batch_size, calibration)
             if engine.n_cls != variant.n_cls:
                 raise SegmenterError(f"{args.model}: the model has {engine.n_cls} classes, the variant {variant.n_cls}")
             print(f"{engine.name}, batch size {args.batch_size}")

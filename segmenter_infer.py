@@ -15,6 +15,7 @@ from segmenter.cli import ArgumentParser, non_negative_int, positive_int
 from segmenter.engines import DEVICES, PRECISIONS, open_engine
 from segmenter.errors import SegmenterError, run_cli
 from segmenter.files import ensure_writable_dir
+from segmenter.runtime import calibration_from_inputs
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -35,6 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Timed runs: of the zero batch without --input, of each batch with it. Default: 1.")
     parser.add_argument("--warmup_count", "--warmup-count", type=non_negative_int, default=1,
                         help="Untimed runs before timing starts. Default: 1.")
+    parser.add_argument("--calibration-dir", default=None,
+                        help="Folder of .bin/.npy windows to calibrate static int8 (openvino) on. Default: --input.")
     parser.add_argument("--device", default="cpu",
                         help=f"Execution target: {', '.join(DEVICES)}. Default: cpu.")
     parser.add_argument("--precision", default="fp32",
@@ -51,7 +54,14 @@ def main(args: argparse.Namespace) -> int:
     if args.output:
         output_dir = Path(args.output) / (args.output_dirname or time.strftime("%Y_%m_%d-%H_%M_%S"))
         ensure_writable_dir(output_dir, "output folder")
-    engine = open_engine(args.model, args.device, args.precision, batch_size=args.batchsize)
+    calibration = None
+    if args.device == "openvino" and args.precision == "int8":  # static int8: calibrated on windows of the data
+        source = args.calibration_dir or args.input
+        if not source:
+            raise SegmenterError("--precision int8 on openvino calibrates on windows: give --input or "
+                                 "--calibration-dir (a folder of .bin/.npy windows)")
+        calibration = calibration_from_inputs(list_inputs(source), Path(args.model))
+    engine = open_engine(args.model, args.device, args.precision, batch_size=args.batchsize, calibration=calibration)
     print(f"[INFO] {engine.name}: {args.model}, input (N, 3, {engine.input_hw[0]}, {engine.input_hw[1]}), "
           f"batch size {args.batchsize}")
     run_benchmark(engine, inputs=inputs, output_dir=output_dir, outfmt=args.outfmt, batch_size=args.batchsize,

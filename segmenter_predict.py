@@ -16,18 +16,21 @@ from pathlib import Path
 
 from segmenter.cli import (
     ArgumentParser,
+    add_calibration_flags,
     add_view_flags,
     add_window_flags,
+    calibration_images,
     positive_float,
     positive_int,
     views_from_args,
 )
 from segmenter.config import describe, resolve_dataset, window_config
 from segmenter.datasets import DATASETS
-from segmenter.engines import DEVICES, PRECISIONS, open_engine, resolve_auto
+from segmenter.engines import DEVICES, PRECISIONS
 from segmenter.errors import SegmenterError, run_cli
 from segmenter.files import ensure_writable_dir
 from segmenter.predict import SAVE_KINDS, collect_sources, run_predict
+from segmenter.runtime import calibration_from_images, open_model, resolve_engine
 from segmenter.variant import load_variant
 
 
@@ -58,7 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto",
                         help=f"Engine target: auto (fastest installed) or one of {', '.join(DEVICES)}. Default: auto.")
     parser.add_argument("--precision", default="auto",
-                        help=f"auto (the device's default) or one of {', '.join(PRECISIONS)}. Default: auto.")
+                        help=f"auto (the fastest that keeps fp32's predictions, measured once on this machine and "
+                             f"model) or one of {', '.join(PRECISIONS)}. Default: auto.")
+    add_calibration_flags(parser)
     parser.add_argument("--batch-size", type=positive_int, default=1,
                         help="Windows per engine call, across image boundaries. Default: 1.")
     parser.add_argument("--workers", type=positive_int, default=2,
@@ -82,12 +87,12 @@ def main(args: argparse.Namespace) -> int:
     spec = resolve_dataset(variant, args.dataset)
     cfg = window_config(variant, spec, args.image_size, args.window_size, args.window_stride, views)
     print(describe(cfg, spec))
-    device, precision = resolve_auto(args.device, args.precision)
-    if model.suffix in (".pth", ".pt"):
-        from segmenter.cache import exported_model
-
-        model = exported_model(model, variant, (cfg.window_size, cfg.window_size))
-    engine = open_engine(model, device, precision, args.threads, args.batch_size)
+    images = [s.path for s in sources if not s.video]
+    calibration = calibration_from_images(calibration_images(args, images), cfg, args.calibration) \
+        if images or args.calibration_dir else None
+    device, precision = resolve_engine(model, variant, cfg, args.device, args.precision, images, args.threads,
+                                       args.batch_size, calibration)
+    engine = open_model(model, variant, cfg, device, precision, args.threads, args.batch_size, calibration)
     print(f"{engine.name}, batch size {args.batch_size}: {len(sources)} inputs -> {out_dir}")
     summary = run_predict(sources, spec, cfg, engine, out_dir, save, args.frames, args.batch_size, args.workers,
                           args.limit, args.alpha)

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Windows/s per engine, precision and batch size for Seg-T/B/L shapes at 768x768, beside the machine's
-measured large-matmul peaks (same run), the PyTorch fp32 baseline, and the demo model's mIoU per precision.
+"""Seconds per window of each engine and precision for Seg-T/B/L shapes at 768x768, against this machine's
+matmul peaks measured with the engines themselves; the auto probe's choice; and the accuracy of every
+lower precision (mIoU and pixel agreement with fp32) on the shipped demo model and a larger trained one.
 
-Random released-format checkpoints give the speed figures (weights do not change the work); the shipped
-demo model gives the accuracy figures. Prints one table; --csv also writes it.
+Random released-format checkpoints give the speed figures (weights do not change the work); the trained
+models give the accuracy figures. Prints Markdown tables (the README's); --csv also writes the speeds.
 """
 from __future__ import annotations
 
@@ -15,18 +16,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from segmenter.autotune import choose_engine, machine_id
+from segmenter.cache import cache_dir
 from segmenter.checkpoint import load_model, write_random_checkpoint
 from segmenter.cli import ArgumentParser
 from segmenter.config import resolve_dataset, window_config
-from segmenter.engines import ENGINE_PRECISIONS, available_devices, cpu_has_bf16, cpu_threads, open_engine
-from segmenter.evaluate import stream_evaluate
+from segmenter.engines import ENGINE_PRECISIONS, available_devices, cpu_has_bf16, open_engine
+from segmenter.evaluate import sample_job, with_prefixes
 from segmenter.export import export_onnx
-from segmenter.fakecity import write_split
-from segmenter.metrics import compute_scores
+from segmenter.metrics import ConfusionMatrix, compute_scores
 from segmenter.model import set_fused_attention
+from segmenter.pipeline import run_pipeline
+from segmenter.quantize import Calibration
+from segmenter.runtime import calibration_from_images
+from segmenter.system import cpu_threads
 from segmenter.variant import ModelConfig, load_variant
 
 ROOT = Path(__file__).resolve().parents[1]
+LARGER = "models/demo-s384"  # under the cache folder: the larger trained model (see --larger)
+LARGER_TRAINING = ["--d-model", "384", "--n-heads", "6", "--n-layers", "4", "--steps", "2100", "--bf16"]
+QUIET = lambda *_: None  # noqa: E731
 
 
 def window_macs(cfg: ModelConfig, hw: tuple[int, int]) -> float:
@@ -56,42 +65,110 @@ def time_calls(fn, warmup: int, runs: int, min_seconds: float = 0.0) -> float:
     return float(np.median(times))
 
 
-def matmul_peaks(n: int = 4096) -> dict[str, float]:
-    """Best measured TFLOP/s of an n x n x n matmul per precision, over PyTorch and OpenVINO."""
-    peaks: dict[str, float] = {}
-    flops = 2.0 * n ** 3
+def matmul_peaks(n: int = 4096) -> dict[str, dict[str, float]]:
+    """TFLOP/s of an n x n x n matmul: PyTorch at fp32 and bf16, OpenVINO at f32, bf16 and int8 (int8 inputs
+    and weights, as its static int8 models run)."""
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    flops, found = 2.0 * n ** 3, {}
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-        peaks[name] = flops / time_calls(lambda: a @ b, 2, 5) / 1e12
-    try:
-        import openvino as ov
-        from openvino import opset13 as ops
+        found.setdefault(name, {})["pytorch"] = flops / time_calls(lambda: a @ b, 2, 5) / 1e12
+    x = ops.parameter([n, n], ov.Type.f32)
+    w = ops.constant(np.random.default_rng(0).normal(size=(n, n)).astype(np.float32))
+    lo, hi = ops.constant(np.float32(-4)), ops.constant(np.float32(4))
+    graphs = {"fp32": ops.matmul(x, w, False, False), "bf16": ops.matmul(x, w, False, False),
+              "int8": ops.matmul(ops.fake_quantize(x, lo, hi, lo, hi, 256), ops.fake_quantize(w, lo, hi, lo, hi, 255),
+                                 False, False)}
+    data = np.random.default_rng(1).normal(size=(n, n)).astype(np.float32)
+    for name, out in graphs.items():
+        if name == "bf16" and not cpu_has_bf16():
+            continue
+        compiled = ov.Core().compile_model(ov.Model([out], [x]), "CPU",
+                                           {"INFERENCE_PRECISION_HINT": "bf16" if name == "bf16" else "f32"})
+        request = compiled.create_infer_request()
+        found.setdefault(name, {})["openvino"] = flops / time_calls(lambda: request.infer({0: data}), 2, 5) / 1e12
+    return found
 
-        x = ops.parameter([n, n], ov.Type.f32)
-        w = ops.constant(np.random.default_rng(0).normal(size=(n, n)).astype(np.float32))
-        model = ov.Model([ops.matmul(x, w, False, False)], [x])
-        for name, hint in (("fp32", "f32"), ("bf16", "bf16")):
-            if name == "bf16" and not cpu_has_bf16():
-                continue
-            compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint})
-            data = np.random.default_rng(1).normal(size=(n, n)).astype(np.float32)
-            peaks[name] = max(peaks[name], flops / time_calls(lambda: compiled(data), 2, 5) / 1e12)
-    except ImportError:
-        pass
-    return peaks
+
+def smooth_windows(n: int, side: int, seed: int = 0) -> list[np.ndarray]:
+    """Image-like windows (smooth noise) for timing and for calibrating random-weight models."""
+    rng = np.random.default_rng(seed)
+    small = rng.normal(size=(n, 3, side // 16, side // 16)).astype(np.float32)
+    return list(np.repeat(np.repeat(small, 16, 2), 16, 3))
 
 
-def demo_miou(variant_path: Path, onnx_path: Path, data_root: Path, engines: list[tuple[str, str]]) -> dict:
-    variant = load_variant(variant_path)
+def speed_table(args, peaks: dict, engines: list[tuple[str, str]], tmp: Path) -> list[dict]:
+    rows = []
+    best_peak = {k: max(v.values()) for k, v in peaks.items()}
+    for size in args.sizes:
+        folder = tmp / size
+        ckpt = write_random_checkpoint(folder, size, image_size=args.window, n_cls=19, im_size=1024)
+        model, variant = load_model(ckpt)
+        macs = window_macs(variant.model, (args.window, args.window))
+        onnx_path = folder / "model.onnx"
+        export_onnx(model, onnx_path, (args.window, args.window), log=QUIET)
+        if args.pytorch_baseline:
+            set_fused_attention(model, False)
+            x1 = torch.randn(1, 3, args.window, args.window)
+            with torch.no_grad():
+                sec = time_calls(lambda: model(x1), 1, 1)
+            rows.append(dict(model=f"Seg-{size}", engine="pytorch-eager fp32 (plain attention)", batch=1,
+                             s_per_window=sec, tflops=2 * macs / sec / 1e12, peak="fp32", auto=""))
+            print(_fmt(rows[-1], best_peak), flush=True)
+        model = None  # noqa: F841 - freed before the engines load
+        windows = smooth_windows(4, args.window)
+        calibration = Calibration(f"smooth noise {size}", lambda: windows)
+        opener = lambda d, p, bs=1: open_engine(onnx_path, d, p, cpu_threads(), bs, calibration)  # noqa: E731
+        for bs in args.batch_sizes:
+            with tempfile.TemporaryDirectory() as probe_cache:  # a fresh probe, not a remembered one
+                choice = choose_engine("auto", "auto", lambda d, p: opener(d, p, bs), np.stack(windows), bs,
+                                       f"{size}-{bs}", Path(probe_cache), calibration_ok=True, log=QUIET)
+            for device, precision in engines:
+                engine = opener(device, precision, bs)
+                x = np.stack([windows[i % len(windows)] for i in range(bs)])
+                sec = time_calls(lambda: engine(x), 1, 2, args.min_seconds) / bs
+                engine = None  # noqa: F841 - freed before the next one loads
+                rows.append(dict(model=f"Seg-{size}", engine=f"{device} {precision}", batch=bs, s_per_window=sec,
+                                 tflops=2 * macs / sec / 1e12, peak=precision if precision in peaks else "fp32",
+                                 auto="auto" if (device, precision) == choice else ""))
+                print(_fmt(rows[-1], best_peak), flush=True)
+    return rows
+
+
+def accuracy_table(checkpoint: Path, engines: list[tuple[str, str]], tmp: Path, images: int = 24) -> list[dict]:
+    """mIoU per engine/precision on the demo's generated val set, and pixel agreement with OpenVINO fp32."""
+    variant = load_variant(checkpoint.with_name("variant.yml"))
     spec = resolve_dataset(variant)
-    cfg = window_config(variant, spec, log=lambda _: None)
-    samples = spec.samples(data_root)
-    out = {}
-    for device, precision in engines:
-        engine = open_engine(onnx_path, device, precision, batch_size=4)
-        matrix = stream_evaluate(samples, spec, cfg, engine, 4, log=lambda _: None).confusion.matrix
-        out[(device, precision)] = compute_scores(matrix, spec)["mean_iou"]
-    return out
+    cfg = window_config(variant, spec, log=QUIET)
+    data = tmp / "val"
+    if not data.exists():
+        spec.write_fake(data, "val", images, (256, 512), seed=2026)
+    samples = spec.samples(data)
+    model, _ = load_model(checkpoint)
+    onnx_path = tmp / f"{checkpoint.parent.name}.onnx"
+    export_onnx(model, onnx_path, (cfg.window_size, cfg.window_size), log=QUIET)
+    calibration = calibration_from_images([s.image_path for s in samples], cfg)
+    labels, rows = {}, []
+    for device, precision in [("openvino", "fp32")] + [e for e in engines if e != ("openvino", "fp32")]:
+        engine = open_engine(onnx_path, device, precision, cpu_threads(), 4, calibration)
+        confusion, these = ConfusionMatrix(spec.n_cls), {}
+
+        def sink(done, confusion=confusion, these=these):
+            these[done.merger.plan.prefix] = done.merger.labels()
+            gt = spec.read_labels(done.merger.plan.gt_path, done.merger.plan.original_hw)
+            confusion.update(gt, these[done.merger.plan.prefix])
+
+        run_pipeline([sample_job(s, p, cfg) for s, p in with_prefixes(samples)], cfg, engine, sink, 4)
+        labels[(device, precision)] = these
+        reference = labels[("openvino", "fp32")]
+        agreement = np.mean([np.mean(these[k] == reference[k]) for k in reference])
+        rows.append(dict(model=checkpoint.parent.name, engine=f"{device} {precision}",
+                         mean_iou=compute_scores(confusion.matrix, spec)["mean_iou"], agreement=100 * agreement))
+        print(f"{rows[-1]['model']}: {rows[-1]['engine']:<16} mIoU {rows[-1]['mean_iou']:.2f}  agreement with fp32 "
+              f"{rows[-1]['agreement']:.3f} %", flush=True)
+    return rows
 
 
 def main() -> None:
@@ -105,72 +182,50 @@ def main() -> None:
     parser.add_argument("--pytorch-baseline", action="store_true",
                         help="Also time PyTorch fp32 eager with the plain attention formula (the upstream code path).")
     parser.add_argument("--demo", default=str(ROOT / "models" / "demo" / "checkpoint.pth"),
-                        help="Demo checkpoint for the accuracy-per-precision table ('' to skip).")
+                        help="Demo checkpoint for the accuracy table ('' to skip).")
+    parser.add_argument("--larger", default=str(cache_dir() / LARGER / "checkpoint.pth"),
+                        help="The larger trained model for the accuracy table; trained there first when missing "
+                             f"(tools/train_demo.py {' '.join(LARGER_TRAINING)}, about an hour on 2 cores). "
+                             "'' to skip.")
+    parser.add_argument("--skip-speed", action="store_true", help="Only the accuracy table.")
     parser.add_argument("--csv", default=None, help="Also write the speed table to this CSV file.")
     args = parser.parse_args()
 
-    threads = cpu_threads()
-    torch.set_num_threads(threads)
+    torch.set_num_threads(cpu_threads())
     if args.engines:
         engines = [tuple(e.split(":")) for e in args.engines]
     else:
         devices = [d for d in available_devices() if d in ("cpu", "openvino")]
         engines = [(d, p) for d in devices for p in ENGINE_PRECISIONS[d] if p != "bf16" or cpu_has_bf16()]
-    peaks = matmul_peaks()
-    listed = ", ".join(f"{k} {v:.3f} TFLOP/s" for k, v in peaks.items())
-    print(f"{threads} threads; measured 4096^3 matmul peaks: {listed}")
-    rows = []
+    print(f"machine: {machine_id()}; {cpu_threads()} threads")
     with tempfile.TemporaryDirectory() as tmp:
-        for size in args.sizes:
-            folder = Path(tmp) / size
-            ckpt = write_random_checkpoint(folder, size, image_size=args.window, n_cls=19, im_size=1024)
-            model, variant = load_model(ckpt)
-            macs = window_macs(variant.model, (args.window, args.window))
-            onnx_path = folder / "model.onnx"
-            export_onnx(model, onnx_path, (args.window, args.window), log=lambda _: None)
-            x1 = torch.randn(1, 3, args.window, args.window)
-            if args.pytorch_baseline:
-                set_fused_attention(model, False)
-                with torch.no_grad():
-                    sec = time_calls(lambda: model(x1), 1, 1)
-                rows.append(dict(model=f"Seg-{size}", engine="pytorch-eager fp32 (plain attention)", batch=1,
-                                 windows_per_s=1 / sec, s_per_window=sec, tflops=2 * macs / sec / 1e12, peak="fp32"))
-                print(_fmt(rows[-1], peaks), flush=True)
-            del model
-            for device, precision in engines:
-                for bs in args.batch_sizes:
-                    engine = open_engine(onnx_path, device, precision, threads, bs)
-                    x = np.random.default_rng(0).normal(size=(bs, 3, args.window, args.window)).astype(np.float32)
-                    sec = time_calls(lambda: engine(x), 1, 2, args.min_seconds) / bs
-                    peak = "bf16" if precision == "bf16" else "fp32"
-                    rows.append(dict(model=f"Seg-{size}", engine=engine.name, batch=bs, windows_per_s=1 / sec,
-                                     s_per_window=sec, tflops=2 * macs / sec / 1e12, peak=peak))
-                    print(_fmt(rows[-1], peaks), flush=True)
-        if args.csv:
-            with open(args.csv, "w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
-        if args.demo:
-            demo = Path(args.demo)
-            model, _ = load_model(demo)
-            onnx_path = Path(tmp) / "demo.onnx"
-            export_onnx(model, onnx_path, model.cfg.image_size, log=lambda _: None)
-            data = Path(tmp) / "demo_data"
-            write_split(data, "val", 24, (256, 512), seed=2026)
-            scores = demo_miou(demo.with_name("variant.yml"), onnx_path, data, engines)
-            base = scores.get(("cpu", "fp32"))
-            print("\ndemo model, generated val set (24 images, the demo's): mIoU per engine")
-            for (device, precision), miou in scores.items():
-                delta = f"  ({miou - base:+.2f} vs onnxruntime fp32)" if base is not None else ""
-                print(f"  {device:>9} {precision}: {miou:.2f}{delta}")
+        tmp = Path(tmp)
+        if not args.skip_speed:
+            peaks = matmul_peaks()
+            print("measured 4096^3 matmul TFLOP/s: " + "; ".join(
+                f"{k} " + ", ".join(f"{engine} {v:.3f}" for engine, v in by.items()) for k, by in peaks.items()))
+            rows = speed_table(args, peaks, engines, tmp)
+            if args.csv:
+                with open(args.csv, "w", newline="") as fh:
+                    writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+                    writer.writeheader()
+                    writer.writerows(rows)
+        for checkpoint in filter(None, (args.demo, args.larger)):
+            checkpoint = Path(checkpoint)
+            if not checkpoint.is_file():
+                import subprocess
+                import sys
+
+                print(f"training the larger model into {checkpoint.parent} (once)", flush=True)
+                subprocess.run([sys.executable, str(ROOT / "tools" / "train_demo.py"), "--out-dir",
+                                str(checkpoint.parent), *LARGER_TRAINING], check=True)
+            accuracy_table(checkpoint, engines, tmp)
 
 
 def _fmt(row: dict, peaks: dict) -> str:
     share = row["tflops"] / peaks[row["peak"]] * 100
-    return (f"{row['model']:<6} {row['engine']:<38} bs {row['batch']:<2} {row['windows_per_s']:8.3f} windows/s "
-            f"{row['s_per_window']:8.3f} s/window {row['tflops']:6.3f} TFLOP/s = {share:5.1f}% "
-            f"of the {row['peak']} peak")
+    return (f"| {row['model']} | {row['engine']} | {row['batch']} | {row['s_per_window']:.3f} | {row['tflops']:.3f} | "
+            f"{share:.0f} % of {row['peak']} | {row['auto']} |")
 
 
 if __name__ == "__main__":

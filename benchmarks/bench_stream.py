@@ -18,9 +18,10 @@ from segmenter.cli import ArgumentParser
 PURE = """
 import sys, time, json
 import numpy as np
+from pathlib import Path
 from segmenter.config import resolve_dataset, window_config
 from segmenter.data import read_image
-from segmenter.engines import open_engine
+from segmenter.runtime import calibration_from_images, open_model
 from segmenter.plan import ImagePlan
 from segmenter.variant import load_variant
 variant = load_variant({variant!r})
@@ -28,7 +29,8 @@ spec = resolve_dataset(variant)
 cfg = window_config(variant, spec, window_stride={stride})
 samples = spec.samples({data!r})
 n = sum(ImagePlan.for_image("", "", "", "", read_image(s.image_path).shape[:2], cfg).n_windows for s in samples)
-engine = open_engine({onnx!r}, {device!r}, {precision!r}, batch_size={bs})
+calibration = calibration_from_images([s.image_path for s in samples], cfg, 2)
+engine = open_model(Path({onnx!r}), variant, cfg, {device!r}, {precision!r}, batch_size={bs}, calibration=calibration)
 x = np.random.default_rng(0).normal(size=({bs}, 3, cfg.window_size, cfg.window_size)).astype(np.float32)
 engine(x)
 t = time.perf_counter()
@@ -41,17 +43,20 @@ print(json.dumps({{"seconds": time.perf_counter() - t, "windows": n, "peak_mb": 
 STREAM = """
 import sys, time, json
 import numpy as np
+from pathlib import Path
 from segmenter.config import resolve_dataset, window_config
-from segmenter.engines import open_engine
 from segmenter.evaluate import stream_evaluate
+from segmenter.runtime import calibration_from_images, open_model
 from segmenter.variant import load_variant
 variant = load_variant({variant!r})
 spec = resolve_dataset(variant)
 cfg = window_config(variant, spec, window_stride={stride})
-engine = open_engine({onnx!r}, {device!r}, {precision!r}, batch_size={bs})
+samples = spec.samples({data!r})
+calibration = calibration_from_images([s.image_path for s in samples], cfg, 2)
+engine = open_model(Path({onnx!r}), variant, cfg, {device!r}, {precision!r}, batch_size={bs}, calibration=calibration)
 engine(np.zeros(({bs}, 3, cfg.window_size, cfg.window_size), np.float32))
 t = time.perf_counter()
-stream_evaluate(spec.samples({data!r}), spec, cfg, engine, {bs}, workers=2)
+stream_evaluate(samples, spec, cfg, engine, {bs}, workers=2)
 hwm = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024
 print(json.dumps({{"seconds": time.perf_counter() - t, "peak_mb": hwm}}))
 """
@@ -86,6 +91,17 @@ def main() -> None:
         model, _ = load_model(ckpt)
         export_onnx(model, tmp / "model.onnx", (768, 768), log=lambda _: None)
         del model
+        if any(pair.endswith(":int8") for pair in args.engines if pair.startswith("openvino")):
+            from segmenter.config import resolve_dataset, window_config
+            from segmenter.quantize import static_int8
+            from segmenter.runtime import calibration_from_images
+            from segmenter.variant import load_variant
+
+            variant = load_variant(tmp / "model" / "variant.yml")
+            spec = resolve_dataset(variant)
+            cfg = window_config(variant, spec, window_stride=args.stride, log=lambda _: None)
+            images = [s.image_path for s in spec.samples(tmp / "data")]
+            static_int8(tmp / "model.onnx", calibration_from_images(images, cfg, 2))  # before the measured runs
         for pair in args.engines:
             device, precision = pair.split(":")
             fields = dict(variant=str(tmp / "model" / "variant.yml"), data=str(tmp / "data"),

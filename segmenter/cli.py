@@ -101,3 +101,29 @@ def views_from_args(args: argparse.Namespace):
             raise SegmenterError("--multiscale sets its own scales; give either it or --scales")
         return make_views(list(MULTISCALE_RATIOS), flip=True)
     return make_views(args.scales, flip=args.flip)
+
+
+def add_calibration_flags(parser: argparse.ArgumentParser) -> None:
+    """--calibration and --calibration-dir: the images static int8 (openvino) is calibrated on."""
+    from .runtime import CALIBRATION_IMAGES
+
+    parser.add_argument("--calibration", type=positive_int, default=CALIBRATION_IMAGES, metavar="N",
+                        help="Images whose windows calibrate static int8 (openvino), spread over the data. "
+                             f"Default: {CALIBRATION_IMAGES}.")
+    parser.add_argument("--calibration-dir", default=None,
+                        help="Calibrate static int8 on the images of this folder instead of the data itself.")
+
+
+def calibration_images(args: argparse.Namespace, data_images: list) -> list:
+    """The images to calibrate on: those of --calibration-dir, else the data's."""
+    if not args.calibration_dir:
+        return list(data_images)
+    from pathlib import Path
+
+    from .predict import IMAGE_SUFFIXES
+
+    folder = Path(args.calibration_dir)
+    found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+    if not found:
+        raise SegmenterError(f"{folder}: no images to calibrate on (a folder of {', '.join(IMAGE_SUFFIXES)} files)")
+    return found

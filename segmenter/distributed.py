@@ -34,16 +34,17 @@ def _cfg_from_json(doc: dict) -> WindowConfig:
 class RayScorer:
     """A Ray Data actor: one engine; scores the images of each batch of rows it is given."""
 
-    def __init__(self, model: list, model_suffix: str, device: str, precision: str, threads: int | None,
-                 batch_size: int, cfg_json: dict, dataset: str, keep_labels: bool) -> None:
+    def __init__(self, model_files: list, device: str, precision: str, threads: int | None, batch_size: int,
+                 cfg_json: dict, dataset: str, keep_labels: bool) -> None:
         import ray
 
         from .datasets import dataset_spec
         from .engines import open_engine
 
-        folder = tempfile.mkdtemp(prefix="segmenter-actor-")
-        self.model_path = Path(folder) / f"model{model_suffix}"
-        self.model_path.write_bytes(ray.get(model[0]))  # the model's bytes, from the object store
+        folder = Path(tempfile.mkdtemp(prefix="segmenter-actor-"))
+        for name, ref in model_files:  # the model's files (an IR has two), from the object store
+            (folder / name).write_bytes(ray.get(ref[0]))
+        self.model_path = folder / model_files[0][0]
         self.engine = open_engine(self.model_path, device, precision, threads, batch_size)
         self.batch_size, self.keep_labels = batch_size, keep_labels
         self.cfg, self.spec = _cfg_from_json(cfg_json), dataset_spec(dataset)
@@ -116,7 +117,7 @@ def start_ray(address: str | None, log=print):
 def ray_evaluate(items, spec, cfg: WindowConfig, model_path: Path, device: str, precision: str, threads: int | None,
                  batch_size: int, actors: int, address: str | None, pred_dir: Path | None = None,
                  journal: Journal | None = None, book: ScoreBook | None = None, keep_labels: bool = False,
-                 scorer=RayScorer, log=print) -> ScoreBook:
+                 variant_path: Path | None = None, scorer=RayScorer, log=print) -> ScoreBook:
     """Score (sample, prefix) items on Ray with `actors` actors; adds to `book` and `journal` as images come back.
 
     The metrics do not depend on the order in which images finish or on the number of actors; an image whose
@@ -131,13 +132,18 @@ def ray_evaluate(items, spec, cfg: WindowConfig, model_path: Path, device: str, 
     gpus = device in ("cuda", "tensorrt")
     threads = threads or (1 if gpus else max(1, int(ray.cluster_resources().get("CPU", 1)) // actors))
     dataset = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // IMAGES_PER_CALL)))
-    model_ref = ray.put(model_path.read_bytes())  # held here for the whole run: restarted actors fetch it again
+    files = [(model_path.name, model_path)]
+    if model_path.suffix == ".xml":  # an OpenVINO IR: its weights beside it
+        files.append((model_path.with_suffix(".bin").name, model_path.with_suffix(".bin")))
+    if variant_path is not None:  # a checkpoint (torch-cuda) finds its variant beside it
+        files.append(("variant.yml", variant_path))
+    refs = [(name, [ray.put(f.read_bytes())]) for name, f in files]  # held here: restarted actors fetch them again
     scored = dataset.map_batches(  # Ray Data restarts a dead actor and retries its batch by default
         scorer, batch_size=IMAGES_PER_CALL, compute=ray.data.ActorPoolStrategy(size=actors),
         num_gpus=1 if gpus else 0, num_cpus=0 if gpus else threads,
-        fn_constructor_kwargs=dict(model=[model_ref], model_suffix=model_path.suffix,
-                                   device=device, precision=precision, threads=threads, batch_size=batch_size,
-                                   cfg_json=cfg.to_json(), dataset=spec.name, keep_labels=keep_labels))
+        fn_constructor_kwargs=dict(model_files=refs, device=device, precision=precision, threads=threads,
+                                   batch_size=batch_size, cfg_json=cfg.to_json(), dataset=spec.name,
+                                   keep_labels=keep_labels))
     seen: set[int] = set()
     per_node: dict[str, int] = {}
     k = spec.n_cls

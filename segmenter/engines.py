@@ -1,14 +1,17 @@
 """Inference engines behind one interface: (B, 3, H, W) float32 windows -> (B, K, H, W) float32 logits.
 
-| device   | engine                                  | precisions        |
-|----------|-----------------------------------------|-------------------|
-| cpu      | ONNX Runtime, CPUExecutionProvider      | fp32, int8        |
-| openvino | OpenVINO, CPU plugin                    | fp32, bf16        |
-| cuda     | ONNX Runtime, CUDAExecutionProvider     | fp32, fp16        |
-| tensorrt | ONNX Runtime, TensorrtExecutionProvider | fp32, fp16        |
+| device     | engine                                         | precisions        |
+|------------|------------------------------------------------|-------------------|
+| cpu        | ONNX Runtime, CPUExecutionProvider             | fp32, int8        |
+| openvino   | OpenVINO, CPU plugin                           | fp32, bf16, int8  |
+| cuda       | ONNX Runtime, CUDAExecutionProvider            | fp32, fp16        |
+| tensorrt   | ONNX Runtime, TensorrtExecutionProvider        | fp32, fp16        |
+| torch-cuda | this package's PyTorch model on a CUDA GPU     | bf16, fp16, fp32  |
 
-int8 is ONNX Runtime's dynamic quantization of the MatMul weights (VNNI on x86); bf16 needs a CPU with
-bf16 instructions (AVX512-BF16 or AMX); fp16 on CUDA converts the graph, on TensorRT builds fp16 kernels.
+int8 on cpu is ONNX Runtime's dynamic quantization of the MatMul weights; on openvino, static int8 made
+with NNCF on calibration windows (quantize.py). bf16 needs a CPU with bf16 instructions (AVX512-BF16 or
+AMX). fp16 on CUDA converts the graph, on TensorRT builds fp16 kernels. torch-cuda runs the checkpoint
+itself (no ONNX Runtime GPU build or TensorRT needed) with scaled-dot-product (flash) attention.
 """
 from __future__ import annotations
 
@@ -18,17 +21,19 @@ from typing import Protocol
 import numpy as np
 
 from .errors import SegmenterError
-from .files import atomic_write
+from .quantize import Calibration, derived_model, dynamic_int8, fp16_graph, static_int8
 from .system import check_memory, cpu_threads
 
 INPUT_NAME, OUTPUT_NAME = "input", "output"  # the names segmenter_pytorch2onnx.py gives the graph's ends
 
 ENGINE_PRECISIONS = {
     "cpu": ("fp32", "int8"),
-    "openvino": ("fp32", "bf16"),
+    "openvino": ("fp32", "bf16", "int8"),
     "cuda": ("fp32", "fp16"),
     "tensorrt": ("fp32", "fp16"),
+    "torch-cuda": ("bf16", "fp16", "fp32"),
 }
+GPU_DEVICES = ("tensorrt", "cuda", "torch-cuda")
 DEVICES = tuple(ENGINE_PRECISIONS)
 PRECISIONS = tuple(dict.fromkeys(p for offered in ENGINE_PRECISIONS.values() for p in offered))
 
@@ -57,38 +62,6 @@ def checked_io(model_path: Path, names_in: list[str], names_out: list[str], dims
     return (dims_in[2], dims_in[3]), dims_out[1]
 
 
-def derived_model(model_path: Path, tag: str, make) -> Path:
-    """`<model>.<tag>.onnx` beside the model, (re)made by make(src, dst) when missing or older than the model."""
-    target = model_path.with_name(f"{model_path.stem}.{tag}.onnx")
-    if not target.is_file() or target.stat().st_mtime < model_path.stat().st_mtime:
-        print(f"[INFO] writing {target} (cached for later runs)")
-        atomic_write(target, lambda tmp: make(str(model_path), tmp))
-    return target
-
-
-def _quantize_int8(src: str, dst: str) -> None:
-    """Dynamic quantization: int8 matmul weights, activations quantized per call (u8 x s8, VNNI on x86)."""
-    import logging
-
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # the quantizer logs advice on the root logger
-    try:
-        quantize_dynamic(src, dst, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
-    finally:
-        root.setLevel(level)
-
-
-def _convert_fp16(src: str, dst: str) -> None:
-    import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    model = convert_float_to_float16(onnx.load(src), keep_io_types=True, op_block_list=["LayerNormalization", "Resize"])
-    onnx.save(model, dst)
-
-
 class OnnxRuntimeEngine:
     """ONNX Runtime on its CPU, CUDA or TensorRT execution provider; any batch size."""
 
@@ -104,9 +77,9 @@ class OnnxRuntimeEngine:
                                  f"(available: {', '.join(ort.get_available_providers())}); "
                                  "pip install -r requirements-gpu.txt on a CUDA host")
         if precision == "int8":
-            model_path = derived_model(model_path, "int8", _quantize_int8)
+            model_path = derived_model(model_path, "int8", dynamic_int8)
         elif precision == "fp16" and device == "cuda":
-            model_path = derived_model(model_path, "fp16", _convert_fp16)
+            model_path = derived_model(model_path, "fp16", fp16_graph)
         providers: list = [provider]
         if device == "tensorrt":  # callers pad to one batch size, so one engine is built (and cached)
             providers = [(provider, {
@@ -135,7 +108,8 @@ class OnnxRuntimeEngine:
 class OpenVinoEngine:
     """OpenVINO on the CPU, compiled for a fixed batch size (smaller batches are padded)."""
 
-    def __init__(self, model_path: Path, precision: str, threads: int | None = None, batch_size: int = 1) -> None:
+    def __init__(self, model_path: Path, precision: str, threads: int | None = None, batch_size: int = 1,
+                 calibration: Calibration | None = None) -> None:
         try:
             import openvino as ov
         except ImportError:
@@ -144,6 +118,8 @@ class OpenVinoEngine:
         if precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
             raise SegmenterError("precision bf16: this processor has no bfloat16 instructions (AVX512-BF16 or AMX)")
         self.batch_size = batch_size
+        if precision == "int8":
+            model_path = static_int8(model_path, calibration)  # the IR as it is, when given one
         try:
             model = core.read_model(str(model_path))
         except RuntimeError as exc:
@@ -177,8 +153,9 @@ def check_batch_memory(batch_size: int, input_hw: tuple[int, int], n_cls: int) -
 
 
 def open_engine(model_path: str | Path, device: str = "cpu", precision: str = "fp32", threads: int | None = None,
-                batch_size: int = 1) -> Engine:
-    """The engine for an exported ONNX model on `device` at `precision`, tuned for `batch_size` windows."""
+                batch_size: int = 1, calibration: Calibration | None = None, variant=None) -> Engine:
+    """The engine for an exported ONNX model (a checkpoint for torch-cuda, with its variant) on `device` at
+    `precision`, tuned for `batch_size` windows; static int8 is calibrated on `calibration`."""
     model_path = Path(model_path)
     if model_path.suffix == ".om":
         raise SegmenterError(f"{model_path}: .om models run on Ascend hosts with `python3 -m ais_bench`")
@@ -189,19 +166,30 @@ def open_engine(model_path: str | Path, device: str = "cpu", precision: str = "f
     if precision not in ENGINE_PRECISIONS[device]:
         raise SegmenterError(f"device {device} offers precisions {', '.join(ENGINE_PRECISIONS[device])}, "
                              f"not '{precision}'")
+    if device == "torch-cuda":
+        from .torch_engine import TorchEngine
+
+        return TorchEngine(model_path, variant, "cuda", precision, batch_size)
     if device == "openvino":
-        return OpenVinoEngine(model_path, precision, threads, batch_size)
+        return OpenVinoEngine(model_path, precision, threads, batch_size, calibration)
     engine = OnnxRuntimeEngine(model_path, device, precision, threads)
     check_batch_memory(batch_size, engine.input_hw, engine.n_cls)
     return engine
 
 
 def available_devices() -> list[str]:
-    """Devices whose engine is installed here, fastest kind first."""
+    """Devices whose engine is installed and usable here, GPUs first."""
     import onnxruntime as ort
 
     providers = ort.get_available_providers()
     found = [d for d in ("tensorrt", "cuda") if OnnxRuntimeEngine.PROVIDERS[d] in providers]
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            found.append("torch-cuda")
+    except ImportError:
+        pass
     try:
         import openvino  # noqa: F401
 
@@ -218,32 +206,3 @@ def cpu_has_bf16() -> bool:
     except ImportError:
         return False
     return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-
-
-def cpu_has_amx() -> bool:
-    """AMX tiles usable by this process: Linux lists amx_bf16 only when the OS enables the tile state."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            return any(line.startswith("flags") and " amx_bf16" in line for line in fh)
-    except OSError:
-        return False
-
-
-def resolve_auto(device: str, precision: str) -> tuple[str, str]:
-    """Replace `auto` by the fastest installed device and its default precision.
-
-    Defaults: fp16 on GPUs; bf16 on CPUs with AMX, where its matrix units make it several times faster
-    than fp32 (with AVX512-BF16 alone it is slower than fp32); else fp32. Each costs at most 0.5 mIoU
-    point on the demo model (README). int8 is offered, never a default: dynamic activation quantization
-    is not established for large ViTs.
-    """
-    if device == "auto":
-        device = available_devices()[0]
-    if precision == "auto":
-        if device in ("tensorrt", "cuda"):
-            precision = "fp16"
-        elif device == "openvino" and cpu_has_amx() and cpu_has_bf16():
-            precision = "bf16"
-        else:
-            precision = "fp32"
-    return device, precision

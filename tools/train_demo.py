@@ -48,6 +48,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--val-images", type=int, default=12, help="Held-out scenes scored during training. Default: 12.")
     p.add_argument("--eval-every", type=int, default=500, help="Steps between validation runs. Default: 500.")
     p.add_argument("--seed", type=int, default=0, help="Seed of data, crops and weights. Default: 0.")
+    p.add_argument("--bf16", action="store_true",
+                   help="Train under bfloat16 autocast (weights stay float32): several times faster on CPUs with "
+                        "AMX or AVX512-BF16.")
     return p.parse_args(argv)
 
 
@@ -152,7 +155,9 @@ def main(args: argparse.Namespace) -> int:
     t0, running = time.time(), 0.0
     for step in range(1, args.steps + 1):
         x, y = sample_batch(train, index, args.batch_size, args.window, parsed.normalization, rng)
-        loss = F.cross_entropy(model(x), y, ignore_index=255)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y, ignore_index=255)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -1,0 +1,137 @@
+"""`auto` device and precision, decided by measuring: a short probe of each candidate on the model at hand.
+
+Each installed engine/precision runs a few windows of the data at the batch size in use; a candidate
+is eligible when its predicted classes agree with fp32's on at least AGREEMENT_BUDGET of the pixels;
+the fastest eligible one wins. The result is cached per machine (CPU model and features, GPUs), model
+file, engine versions, batch and window size, so the probe runs once.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .engines import ENGINE_PRECISIONS, GPU_DEVICES, Engine, available_devices, cpu_has_bf16
+from .errors import SegmenterError
+from .files import atomic_write
+
+AGREEMENT_BUDGET = 0.99  # least share of probe pixels whose class equals fp32's
+PROBE_CALLS = 3  # timed calls per candidate, after one warm-up call
+CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "avx_vnni")
+
+
+def machine_id() -> str:
+    """What decides engine speed here: the CPU model, its relevant features, the core count and the GPUs."""
+    import os
+
+    model, flags = "?", set()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    gpus = []
+    try:
+        import torch
+
+        gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except Exception:  # noqa: BLE001 - no torch or no driver: no GPU
+        pass
+    features = [f for f in CPU_FEATURES if f in flags]
+    return f"{model}; {' '.join(features)}; {os.cpu_count()} cores; gpus: {', '.join(gpus) or 'none'}"
+
+
+def engine_versions() -> str:
+    versions = []
+    for name in ("onnxruntime", "openvino", "nncf", "torch"):
+        try:
+            versions.append(f"{name} {__import__(name).__version__}")
+        except ImportError:
+            pass
+    return ", ".join(versions)
+
+
+def candidates(device: str, precision: str, torch_ok: bool, calibration_ok: bool) -> list[tuple[str, str]]:
+    """(device, precision) pairs to probe for the given choices, fp32 references first."""
+    devices = available_devices() if device == "auto" else [device]
+    if device == "auto" and any(d in GPU_DEVICES for d in devices):
+        devices = [d for d in devices if d in GPU_DEVICES]  # a GPU beats these CPUs; probe the GPU engines
+    pairs = []
+    for d in devices:
+        if d == "torch-cuda" and not torch_ok:
+            continue
+        for p in ENGINE_PRECISIONS[d] if precision == "auto" else [precision]:
+            if p not in ENGINE_PRECISIONS[d] or (d == "openvino" and p == "bf16" and not cpu_has_bf16()):
+                continue
+            if d == "openvino" and p == "int8" and not calibration_ok:
+                continue
+            pairs.append((d, p))
+    return sorted(pairs, key=lambda dp: dp[1] != "fp32")
+
+
+def _probe(engine: Engine, probe: np.ndarray, batch_size: int) -> tuple[float, np.ndarray]:
+    """(seconds per window at batch_size, predicted classes of every probe window)."""
+    batch = probe[np.arange(batch_size) % len(probe)]
+    engine(batch)
+    start = time.perf_counter()
+    for _ in range(PROBE_CALLS):
+        engine(batch)
+    seconds = (time.perf_counter() - start) / (PROBE_CALLS * batch_size)
+    return seconds, engine(probe).argmax(1)
+
+
+def choose_engine(device: str, precision: str, open_engine: Callable[[str, str], Engine], probe: np.ndarray,
+                  batch_size: int, model_key: str, cache: Path, torch_ok: bool = False, calibration_ok: bool = False,
+                  log=print) -> tuple[str, str]:
+    """Replace `auto` in device and precision by the fastest candidate that keeps fp32's predictions.
+
+    `open_engine(device, precision)` opens a candidate; `probe` is (k, 3, H, W) windows of the data;
+    `model_key` identifies the model (a file hash).
+    """
+    if device != "auto" and precision != "auto":
+        return device, precision
+    pairs = candidates(device, precision, torch_ok, calibration_ok)
+    if not pairs:
+        raise SegmenterError(f"no engine offers precision {precision} on device {device} here")
+    if len(pairs) == 1:
+        return pairs[0]
+    key = hashlib.sha256(repr((machine_id(), engine_versions(), model_key, batch_size, probe.shape[1:],
+                               pairs)).encode()).hexdigest()[:16]
+    path = cache / f"{key}.json"
+    if path.is_file():
+        found = json.loads(path.read_text())
+        log(f"auto: {found['device']} {found['precision']}, {found['note']} (measured before on this machine; "
+            f"{path})")
+        return found["device"], found["precision"]
+    log(f"auto: probing {len(pairs)} engine/precision choices on {len(probe)} windows at batch size {batch_size}, "
+        "once for this machine and model")
+    results, reference = [], None
+    for d, p in pairs:
+        try:
+            engine = open_engine(d, p)
+        except SegmenterError as exc:
+            log(f"  {d} {p}: unavailable ({exc})")
+            continue
+        seconds, classes = _probe(engine, probe, batch_size)
+        del engine
+        if reference is None:
+            reference = classes  # the first candidate is an fp32 one
+        agreement = float(np.mean(classes == reference))
+        results.append({"device": d, "precision": p, "seconds_per_window": seconds, "agreement": agreement})
+        log(f"  {d} {p}: {seconds:.3f} s/window, {100 * agreement:.2f} % of pixels as fp32")
+    eligible = [r for r in results if r["agreement"] >= AGREEMENT_BUDGET]
+    best = min(eligible, key=lambda r: r["seconds_per_window"])
+    fp32 = min((r["seconds_per_window"] for r in results if r["precision"] == "fp32"), default=None)
+    note = (f"{fp32 / best['seconds_per_window']:.1f}x faster than fp32 here" if fp32 and best["precision"] != "fp32"
+            else "the fastest here")
+    log(f"auto: {best['device']} {best['precision']}, {note}")
+    record = {**best, "note": note, "machine": machine_id(), "engines": engine_versions(), "probed": results}
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
+    return best["device"], best["precision"]

@@ -1,0 +1,102 @@
+"""From the model a user gives (checkpoint.pth or exported ONNX) to a ready engine, `auto` resolved by measuring.
+
+Shared by segmenter_eval.py, segmenter_predict.py and the benchmarks: export through the cache for
+the ONNX engines, the checkpoint itself for torch-cuda, calibration windows for static int8.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from .autotune import choose_engine
+from .cache import cache_dir, exported_model
+from .data import read_image, view_windows
+from .engines import Engine, open_engine
+from .errors import SegmenterError
+from .journal import file_sha256
+from .plan import ImagePlan, WindowConfig
+from .quantize import Calibration, static_int8
+from .variant import Variant
+
+CALIBRATION_IMAGES = 8  # images whose windows calibrate static int8, spread over the data set
+MAX_CALIBRATION_WINDOWS = 300
+
+
+def image_windows(paths: list[Path], cfg: WindowConfig, limit: int) -> list[np.ndarray]:
+    """The windows of the images (all views), up to `limit` of them, spread over the images."""
+    per_image = []
+    for path in paths:
+        bgr = read_image(path)
+        plan = ImagePlan.for_image(path.name, "x", path, "", bgr.shape[:2], cfg)
+        per_image.append(np.concatenate(list(view_windows(bgr, plan, cfg))))
+    windows = [w[k] for k in range(max(len(w) for w in per_image)) for w in per_image if k < len(w)]  # round robin
+    return [windows[i] for i in np.linspace(0, len(windows) - 1, min(limit, len(windows))).astype(int)]
+
+
+def spread(items: list, n: int) -> list:
+    """n items evenly spread over the list (all of them if fewer)."""
+    if len(items) <= n:
+        return list(items)
+    return [items[i] for i in np.linspace(0, len(items) - 1, n).astype(int)]
+
+
+def calibration_from_images(paths: list[Path], cfg: WindowConfig, images: int = CALIBRATION_IMAGES) -> Calibration:
+    """Calibration on the windows of `images` images spread over `paths` (the data to evaluate, or a folder)."""
+    chosen = spread(sorted(paths), images)
+    if not chosen:
+        raise SegmenterError("no images to calibrate static int8 on")
+    identity = hashlib.sha256(repr(([str(p) for p in chosen], cfg.to_json())).encode()).hexdigest()
+    return Calibration(f"{len(chosen)} images ({chosen[0]} ...) {identity[:12]}",
+                       lambda: image_windows(chosen, cfg, MAX_CALIBRATION_WINDOWS))
+
+
+def calibration_from_inputs(files: list[Path], model: Path, count: int = MAX_CALIBRATION_WINDOWS) -> Calibration:
+    """Calibration on window files (.bin/.npy) of the file route, spread over the folder."""
+    import onnx
+
+    from .aisbench import read_input
+
+    dims = onnx.load(str(model), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    item_shape = tuple(d.dim_value for d in dims[1:])
+    chosen = spread(files, count)
+    return Calibration(f"{len(chosen)} window files ({chosen[0]} ...)",
+                       lambda: [read_input(f, item_shape)[0] for f in chosen])
+
+
+def prepared_model(model: Path, variant: Variant, cfg: WindowConfig, device: str, precision: str,
+                   calibration: Calibration | None = None, log=print) -> Path:
+    """The file the engine opens: the checkpoint itself for torch-cuda; else the ONNX export (a checkpoint is
+    exported at the window size through the cache), or its static int8 IR for openvino int8."""
+    if device == "torch-cuda":
+        return model
+    if model.suffix in (".pth", ".pt"):
+        model = exported_model(model, variant, (cfg.window_size, cfg.window_size), log)
+    if device == "openvino" and precision == "int8":
+        model = static_int8(model, calibration, log=log)
+    return model
+
+
+def open_model(model: Path, variant: Variant, cfg: WindowConfig, device: str, precision: str,
+               threads: int | None = None, batch_size: int = 1, calibration: Calibration | None = None,
+               log=print) -> Engine:
+    """The engine for a checkpoint or an exported ONNX model at `precision` on `device`."""
+    path = prepared_model(model, variant, cfg, device, precision, calibration, log)
+    return open_engine(path, device, precision, threads, batch_size, variant=variant)
+
+
+def resolve_engine(model: Path, variant: Variant, cfg: WindowConfig, device: str, precision: str,
+                   probe_images: list[Path], threads: int | None = None, batch_size: int = 1,
+                   calibration: Calibration | None = None, log=print) -> tuple[str, str]:
+    """`auto` device and precision, measured on windows of the first probe image (once: cached)."""
+    if "auto" not in (device, precision):
+        return device, precision
+    if not probe_images:
+        raise SegmenterError("no image to measure the engines on")
+    probe = np.stack(image_windows(probe_images[:1], cfg, max(2, batch_size)))
+    quiet = lambda *_: None  # noqa: E731
+    return choose_engine(
+        device, precision, lambda d, p: open_model(model, variant, cfg, d, p, threads, batch_size, calibration, quiet),
+        probe, batch_size, file_sha256(model), cache_dir() / "auto", torch_ok=model.suffix in (".pth", ".pt"),
+        calibration_ok=calibration is not None, log=log)
