@@ -11,8 +11,9 @@ from pathlib import Path
 
 from segmenter.cli import (
     ArgumentParser,
-    add_calibration_flags,
     add_dataset_flags,
+    add_engine_flags,
+    add_model_flags,
     add_view_flags,
     add_window_flags,
     calibration_images,
@@ -21,7 +22,6 @@ from segmenter.cli import (
 )
 from segmenter.config import describe, resolve_dataset, window_config
 from segmenter.data import window_census
-from segmenter.engines import DEVICES, PRECISIONS
 from segmenter.errors import SegmenterError, run_cli
 from segmenter.evaluate import open_journal, resume_from, stream_evaluate, with_prefixes
 from segmenter.files import ensure_writable_dir, ensure_writable_file, refuse_overwrite, staged
@@ -36,25 +36,11 @@ from segmenter.variant import load_variant
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(__doc__, example="python segmenter_eval.py --model models/demo/checkpoint.pth "
                             "--data-root runs/demo/data --metrics-path runs/demo/metrics.yaml")
-    parser.add_argument("--model", required=True,
-                        help="Exported ONNX model, or a released checkpoint.pth (exported at the window size once, "
-                             "then reused from the cache; see README).")
-    parser.add_argument("--cfg-path", default=None,
-                        help="The model's variant.yml. Default: variant.yml beside --model.")
+    add_model_flags(parser)
     add_dataset_flags(parser)
     add_window_flags(parser)
     add_view_flags(parser)
-    parser.add_argument("--device", default="auto",
-                        help=f"Engine target: auto (fastest installed) or one of {', '.join(DEVICES)}. Default: auto.")
-    parser.add_argument("--precision", default="auto",
-                        help=f"auto (the fastest that keeps fp32's predictions, measured once on this machine and "
-                             f"model) or one of {', '.join(PRECISIONS)}. Default: auto.")
-    add_calibration_flags(parser)
-    parser.add_argument("--batch-size", type=positive_int, default=1,
-                        help="Windows per engine call, across image boundaries. Default: 1.")
-    parser.add_argument("--workers", type=positive_int, default=2,
-                        help="Threads decoding and preprocessing images. Default: 2.")
-    parser.add_argument("--threads", type=positive_int, default=None, help="Engine threads. Default: one per CPU core.")
+    add_engine_flags(parser)
     parser.add_argument("--metrics-path", default=None, help="YAML file to write the metrics to (required but "
                         "with --dry-run).")
     parser.add_argument("--report", default=None, metavar="DIR",

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from segmenter.cli import (
     ArgumentParser,
-    add_calibration_flags,
+    add_engine_flags,
+    add_model_flags,
     add_view_flags,
     add_window_flags,
     calibration_images,
@@ -25,8 +26,6 @@ from segmenter.cli import (
     views_from_args,
 )
 from segmenter.config import describe, resolve_dataset, window_config
-from segmenter.datasets import DATASETS
-from segmenter.engines import DEVICES, PRECISIONS
 from segmenter.errors import SegmenterError, run_cli
 from segmenter.files import ensure_writable_dir
 from segmenter.predict import SAVE_KINDS, collect_sources, run_predict
@@ -37,11 +36,7 @@ from segmenter.variant import load_variant
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(__doc__, example="python segmenter_predict.py --model models/demo/checkpoint.pth "
                             "--input runs/demo/data/cityscapes/leftImg8bit/val --output-dir runs/predict")
-    parser.add_argument("--model", required=True,
-                        help="A released checkpoint.pth (exported at the window size once, then reused from the "
-                             "cache) or an exported ONNX model.")
-    parser.add_argument("--cfg-path", default=None,
-                        help="The model's variant.yml. Default: variant.yml beside --model.")
+    add_model_flags(parser)
     parser.add_argument("--input", required=True, nargs="+", metavar="PATH",
                         help="Image files, folders (recursively) or glob patterns (quoted); videos (mp4, avi, mov, "
                              "mkv, webm) too.")
@@ -54,21 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Stop after this many images or video frames, for a quick look.")
     parser.add_argument("--alpha", type=positive_float, default=0.55,
                         help="Opacity of the prediction colours in overlays, up to 1. Default: 0.55.")
-    parser.add_argument("--dataset", choices=list(DATASETS), default=None,
-                        help="Classes and palette. Default: the variant's dataset_kwargs.dataset.")
     add_window_flags(parser)
     add_view_flags(parser)
-    parser.add_argument("--device", default="auto",
-                        help=f"Engine target: auto (fastest installed) or one of {', '.join(DEVICES)}. Default: auto.")
-    parser.add_argument("--precision", default="auto",
-                        help=f"auto (the fastest that keeps fp32's predictions, measured once on this machine and "
-                             f"model) or one of {', '.join(PRECISIONS)}. Default: auto.")
-    add_calibration_flags(parser)
-    parser.add_argument("--batch-size", type=positive_int, default=1,
-                        help="Windows per engine call, across image boundaries. Default: 1.")
-    parser.add_argument("--workers", type=positive_int, default=2,
-                        help="Threads decoding and preprocessing images. Default: 2.")
-    parser.add_argument("--threads", type=positive_int, default=None, help="Engine threads. Default: one per CPU core.")
+    add_engine_flags(parser)
     return parser.parse_args(argv)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from segmenter.cli import (
     ArgumentParser,
+    add_dataset_flag,
     add_dataset_flags,
     add_view_flags,
     add_window_flags,
@@ -25,6 +26,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(__doc__, example="python segmenter_preprocess.py --cfg-path models/demo/variant.yml "
                             "--data-root runs/demo/data --bin-dir runs/demo/bins --gt-path runs/demo/gt_file.txt")
     parser.add_argument("--cfg-path", required=True, help="The model's variant.yml (normalization, sizes, classes).")
+    add_dataset_flag(parser)
     add_dataset_flags(parser)
     parser.add_argument("--bin-dir", required=True, help="Folder to write one <image prefix>_<k>.bin per window into.")
     parser.add_argument("--gt-path", required=True,

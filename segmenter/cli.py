@@ -68,13 +68,43 @@ def add_window_flags(parser: argparse.ArgumentParser) -> None:
                              "guide's choice (736 for 768 windows); upstream evaluation uses 512.")
 
 
-def add_dataset_flags(parser: argparse.ArgumentParser) -> None:
-    """--dataset, --data-root and --split, the same in every script that reads a data set."""
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    """--model and --cfg-path: a released checkpoint or an exported model, and its variant."""
+    parser.add_argument("--model", required=True,
+                        help="A released checkpoint.pth (exported at the window size once, then reused from the "
+                             "cache) or an exported ONNX model.")
+    parser.add_argument("--cfg-path", default=None,
+                        help="The model's variant.yml. Default: variant.yml beside --model.")
+    add_dataset_flag(parser)
+
+
+def add_dataset_flag(parser: argparse.ArgumentParser) -> None:
     from .datasets import DATASETS
 
     parser.add_argument("--dataset", choices=list(DATASETS), default=None,
-                        help="Data set layout, classes and label conventions. Default: the variant's "
+                        help="Data set: layout, classes, palette and label conventions. Default: the variant's "
                              "dataset_kwargs.dataset.")
+
+
+def add_engine_flags(parser: argparse.ArgumentParser) -> None:
+    """--device, --precision (auto by default), calibration, --batch-size, --workers and --threads."""
+    from .engines import DEVICES, PRECISIONS
+
+    parser.add_argument("--device", default="auto",
+                        help=f"Engine: auto (measured, see --precision) or one of {', '.join(DEVICES)}. Default: auto.")
+    parser.add_argument("--precision", default="auto",
+                        help=f"auto (the fastest that keeps fp32's predictions, measured once on this machine and "
+                             f"model) or one of {', '.join(PRECISIONS)}. Default: auto.")
+    add_calibration_flags(parser)
+    parser.add_argument("--batch-size", type=positive_int, default=1,
+                        help="Windows per engine call, across image boundaries. Default: 1.")
+    parser.add_argument("--workers", type=positive_int, default=2,
+                        help="Threads decoding and preprocessing images. Default: 2.")
+    parser.add_argument("--threads", type=positive_int, default=None, help="Engine threads. Default: one per CPU core.")
+
+
+def add_dataset_flags(parser: argparse.ArgumentParser) -> None:
+    """--data-root and --split, the same in every script that reads a data set."""
     parser.add_argument("--data-root", required=True,
                         help="Folder that holds the data set's top folder: cityscapes/, ADEChallengeData2016/ or "
                              "VOCdevkit/.")

@@ -66,3 +66,15 @@ def put_cityscapes_image(root: Path, city: str, stem: str, image: np.ndarray, gt
     path.write_bytes(cv2.imencode(".png", image)[1].tobytes())
     (gt_dir / f"{stem}_gtFine_labelTrainIds.png").write_bytes(cv2.imencode(".png", gt)[1].tobytes())
     return path
+
+
+def plain_miou(gts: list[np.ndarray], preds: list[np.ndarray], n_cls: int) -> float:
+    """mIoU written plainly: per class, TP / (TP + FP + FN) over all images; 255 in the ground truth ignored."""
+    ious = []
+    for c in range(n_cls):
+        tp = sum(int(((g == c) & (p == c)).sum()) for g, p in zip(gts, preds))
+        fp = sum(int(((g != c) & (g != 255) & (p == c)).sum()) for g, p in zip(gts, preds))
+        fn = sum(int(((g == c) & (p != c)).sum()) for g, p in zip(gts, preds))
+        if tp + fp + fn:
+            ious.append(tp / (tp + fp + fn))
+    return 100 * float(np.mean(ious))

@@ -19,8 +19,7 @@ import numpy as np
 import onnx
 import pytest
 import yaml
-from conftest import assert_one_line_error, bash_script, put_cityscapes_image, run_script
-from test_pipeline import plain_miou
+from conftest import assert_one_line_error, bash_script, plain_miou, put_cityscapes_image, run_script
 
 from segmenter.datasets.cityscapes import LABEL_IDS as CITYSCAPES_LABEL_IDS
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from conftest import run_script
+from conftest import plain_miou, run_script
 from PIL import Image
 
 from segmenter.checkpoint import load_model, write_random_checkpoint
@@ -98,17 +98,6 @@ def plain_train_ids(dataset: str, path: str) -> np.ndarray:
     if dataset == "ade20k":
         return np.where(stored == 0, 255, stored - 1)
     return stored
-
-
-def plain_miou(gts: list[np.ndarray], preds: list[np.ndarray], n_cls: int) -> float:
-    ious = []
-    for c in range(n_cls):
-        tp = sum(int(((g == c) & (p == c)).sum()) for g, p in zip(gts, preds))
-        fp = sum(int(((g != c) & (g != 255) & (p == c)).sum()) for g, p in zip(gts, preds))
-        fn = sum(int(((g == c) & (p != c)).sum()) for g, p in zip(gts, preds))
-        if tp + fp + fn:
-            ious.append(tp / (tp + fp + fn))
-    return 100 * float(np.mean(ious))
 
 
 @pytest.mark.parametrize("dataset", list(DATASETS))

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from conftest import GOLDEN, GOLDEN_CASES, run_script
+from conftest import GOLDEN, GOLDEN_CASES, plain_miou, run_script
 
 from segmenter.checkpoint import load_model
 from segmenter.fakecity import write_split
@@ -46,17 +46,6 @@ def reference_labels(model, bgr: np.ndarray, im_size: int, window: int, stride: 
             count[:, ha:ha + window, wa:wa + window] += 1
     logit = F.interpolate((logit / count)[None], (h, w), mode="bilinear")[0]
     return F.softmax(logit, 0).argmax(0).numpy()
-
-
-def plain_miou(gts: list[np.ndarray], preds: list[np.ndarray], n_cls: int) -> float:
-    ious = []
-    for c in range(n_cls):
-        tp = sum(int(((g == c) & (p == c)).sum()) for g, p in zip(gts, preds))
-        fp = sum(int(((g != c) & (g != 255) & (p == c)).sum()) for g, p in zip(gts, preds))
-        fn = sum(int(((g == c) & (p != c)).sum()) for g, p in zip(gts, preds))
-        if tp + fp + fn:
-            ious.append(tp / (tp + fp + fn))
-    return 100 * float(np.mean(ious))
 
 
 def official_cityscapes_miou(pred_dir: Path, data_root: Path) -> tuple[float, dict]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SegmenterError
-from .spec import IGNORE_INDEX, DatasetSpec, Sample, require_folder
+from .spec import IGNORE_INDEX, DatasetSpec, Sample, require_split
 
 FOLDER = "ADEChallengeData2016"
 CLASSES = tuple("""wall, building, sky, floor, tree, ceiling, road, bed, windowpane, grass, cabinet, sidewalk, person,
@@ -49,12 +49,7 @@ FROM_STREET = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic
 def list_samples(data_root: Path, split: str) -> list[Sample]:
     """`images/<split>/*.jpg` with `annotations/<split>/<same name>.png`."""
     root = data_root / FOLDER
-    image_dir = root / "images" / split
-    if not image_dir.is_dir() and (root / "images").is_dir():
-        found = sorted(p.name for p in (root / "images").iterdir() if p.is_dir())
-        raise SegmenterError(f"{image_dir}: no split '{split}' in {root / 'images'} "
-                             f"(found: {', '.join(found) or 'none'}); choose one of those splits")
-    require_folder(image_dir, data_root, FOLDER)
+    image_dir = require_split(root / "images", split, data_root, FOLDER)
     images = sorted(image_dir.glob("*.jpg"))
     if not images:
         raise SegmenterError(f"{image_dir}: no *.jpg images in it")

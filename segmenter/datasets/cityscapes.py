@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SegmenterError
-from .spec import DatasetSpec, Sample, checked_ids, require_folder
+from .spec import DatasetSpec, Sample, checked_ids, require_split
 
 FOLDER = "cityscapes"
 IMAGE_SUFFIX = "_leftImg8bit.png"
@@ -26,12 +26,7 @@ CITIES = {"train": ("aachen", "bochum", "bremen", "cologne", "darmstadt", "dusse
 def list_samples(data_root: Path, split: str) -> list[Sample]:
     """Images of `<data_root>/cityscapes/leftImg8bit/<split>/<city>/` with their gtFine train-id maps."""
     root = data_root / FOLDER
-    image_dir = root / "leftImg8bit" / split
-    if not image_dir.is_dir() and (root / "leftImg8bit").is_dir():
-        found = sorted(p.name for p in (root / "leftImg8bit").iterdir() if p.is_dir())
-        raise SegmenterError(f"{image_dir}: no split '{split}' in {root / 'leftImg8bit'} "
-                             f"(found: {', '.join(found) or 'none'}); choose one of those splits")
-    require_folder(image_dir, data_root, FOLDER)
+    image_dir = require_split(root / "leftImg8bit", split, data_root, FOLDER)
     images = sorted(image_dir.glob(f"*/*{IMAGE_SUFFIX}"))
     if not images:
         raise SegmenterError(f"{image_dir}: no <city>/*{IMAGE_SUFFIX} images in it")

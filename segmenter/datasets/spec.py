@@ -93,6 +93,17 @@ def checked_ids(labels: np.ndarray, path: Path, n_cls: int) -> np.ndarray:
     return labels.astype(np.uint8, copy=False)
 
 
+def require_split(splits: Path, split: str, data_root: Path, top: str) -> Path:
+    """The folder of a split inside `splits`; a missing one is an error listing the splits there."""
+    folder = splits / split
+    if not folder.is_dir() and splits.is_dir():
+        found = sorted(p.name for p in splits.iterdir() if p.is_dir())
+        raise SegmenterError(f"{folder}: no split '{split}' in {splits} (found: {', '.join(found) or 'none'}); "
+                             "choose one of those splits")
+    require_folder(folder, data_root, top)
+    return folder
+
+
 def require_folder(folder: Path, data_root: Path, top: str) -> None:
     """A data set folder that must exist; the error says what the data root must hold."""
     if not folder.is_dir():
