@@ -20,10 +20,11 @@ from segmenter.checkpoint import load_model, write_random_checkpoint
 from segmenter.cli import ArgumentParser
 from segmenter.config import resolve_dataset, window_config
 from segmenter.distributed import ray_evaluate, start_ray
-from segmenter.engines import open_engine, resolve_auto
+from segmenter.engines import open_engine
 from segmenter.evaluate import stream_evaluate, with_prefixes
 from segmenter.export import export_onnx
 from segmenter.plan import MULTISCALE_RATIOS, ImagePlan, WindowConfig, make_views
+from segmenter.runtime import resolve_engine
 from segmenter.variant import load_variant
 
 QUIET = lambda *_: None  # noqa: E731
@@ -62,9 +63,7 @@ def main() -> None:
     parser.add_argument("--seg-l-seconds", type=float, default=None,
                         help="Seg-L seconds per 768x768 window measured before; default: measure it now.")
     args = parser.parse_args()
-    device, precision = resolve_auto(args.device, args.precision)
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
-    print(f"CPU: {cpu}, {os.cpu_count()} cores; engine {device} {precision}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         ckpt = write_random_checkpoint(tmp / "model", args.size, image_size=768, im_size=1024)
@@ -77,6 +76,9 @@ def main() -> None:
         cfg = window_config(variant, spec, log=QUIET)
         samples = spec.samples(tmp / "data")
         windows = sum(ImagePlan.for_image("", "", "", "", (1024, 2048), cfg).n_windows for _ in samples)
+        device, precision = resolve_engine(tmp / "m.onnx", variant, cfg, args.device, args.precision,
+                                           [s.image_path for s in samples])
+        print(f"CPU: {cpu}, {os.cpu_count()} cores; engine {device} {precision}")
         rows = []
         engine = open_engine(tmp / "m.onnx", device, precision)
         start = time.perf_counter()

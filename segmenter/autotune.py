@@ -126,6 +126,8 @@ def choose_engine(device: str, precision: str, open_engine: Callable[[str, str],
         agreement = float(np.mean(classes == reference))
         results.append({"device": d, "precision": p, "seconds_per_window": seconds, "agreement": agreement})
         log(f"  {d} {p}: {seconds:.3f} s/window, {100 * agreement:.2f} % of pixels as fp32")
+    if not results:
+        raise SegmenterError(f"none of the engines could open the model: {', '.join(f'{d} {p}' for d, p in pairs)}")
     eligible = [r for r in results if r["agreement"] >= AGREEMENT_BUDGET]
     best = min(eligible, key=lambda r: r["seconds_per_window"])
     fp32 = min((r["seconds_per_window"] for r in results if r["precision"] == "fp32"), default=None)

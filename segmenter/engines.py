@@ -146,6 +146,13 @@ class OpenVinoEngine:
         return np.array(out[:n], np.float32)  # a copy: the request reuses its output buffer
 
 
+def require_window(engine: Engine, window_size: int) -> None:
+    """Refuse an engine whose input is not the window size the plan cuts."""
+    if engine.input_hw != (window_size, window_size):
+        raise SegmenterError(f"the model's input is {engine.input_hw[0]}x{engine.input_hw[1]} but the windows are "
+                             f"{window_size}x{window_size}; export at the window size or change the window size")
+
+
 def check_batch_memory(batch_size: int, input_hw: tuple[int, int], n_cls: int) -> None:
     """Refuse a batch whose inputs and outputs alone (each held twice) exceed the available memory."""
     per_window = (3 + n_cls) * input_hw[0] * input_hw[1] * 4 * 2

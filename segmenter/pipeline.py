@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from .data import view_windows
-from .engines import Engine
+from .engines import Engine, require_window
 from .errors import SegmenterError
 from .plan import ImagePlan, WindowConfig
 from .scoring import ImageMerger
@@ -100,10 +100,7 @@ def run_pipeline(jobs: Iterable[Job], cfg: WindowConfig, engine: Engine, sink: C
 
     A job that cannot be loaded raises, or goes to `on_error` when given (the run continues).
     """
-    if engine.input_hw != (cfg.window_size, cfg.window_size):
-        raise SegmenterError(f"the model's input is {engine.input_hw[0]}x{engine.input_hw[1]} but the windows are "
-                             f"{cfg.window_size}x{cfg.window_size}; export at the window size or change the window "
-                             "size")
+    require_window(engine, cfg.window_size)
     worker = _Sink(sink)
     worker.start()
     try:

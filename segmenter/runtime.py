@@ -13,7 +13,7 @@ import numpy as np
 from .autotune import choose_engine
 from .cache import cache_dir, exported_model
 from .data import read_image, view_windows
-from .engines import Engine, open_engine
+from .engines import Engine, open_engine, require_window
 from .errors import SegmenterError
 from .journal import file_sha256
 from .plan import ImagePlan, WindowConfig
@@ -52,14 +52,19 @@ def calibration_from_images(paths: list[Path], cfg: WindowConfig, images: int = 
                        lambda: image_windows(chosen, cfg, MAX_CALIBRATION_WINDOWS))
 
 
-def calibration_from_inputs(files: list[Path], model: Path, count: int = MAX_CALIBRATION_WINDOWS) -> Calibration:
-    """Calibration on window files (.bin/.npy) of the file route, spread over the folder."""
+def onnx_input_shape(model: Path) -> tuple[int, ...]:
+    """(C, H, W) of one window as an exported ONNX model takes it (the batch axis dropped)."""
     import onnx
 
+    dims = onnx.load(str(model), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    return tuple(d.dim_value for d in dims[1:])
+
+
+def calibration_from_inputs(files: list[Path], model: Path, count: int = MAX_CALIBRATION_WINDOWS) -> Calibration:
+    """Calibration on window files (.bin/.npy) of the file route, spread over the folder."""
     from .aisbench import read_input
 
-    dims = onnx.load(str(model), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
-    item_shape = tuple(d.dim_value for d in dims[1:])
+    item_shape = onnx_input_shape(model)
     chosen = spread(files, count)
     return Calibration(f"{len(chosen)} window files ({chosen[0]} ...)",
                        lambda: [read_input(f, item_shape)[0] for f in chosen])
@@ -83,7 +88,9 @@ def open_model(model: Path, variant: Variant, cfg: WindowConfig, device: str, pr
                log=print) -> Engine:
     """The engine for a checkpoint or an exported ONNX model at `precision` on `device`."""
     path = prepared_model(model, variant, cfg, device, precision, calibration, log)
-    return open_engine(path, device, precision, threads, batch_size, variant=variant)
+    engine = open_engine(path, device, precision, threads, batch_size, variant=variant)
+    require_window(engine, cfg.window_size)
+    return engine
 
 
 def resolve_engine(model: Path, variant: Variant, cfg: WindowConfig, device: str, precision: str,
@@ -94,6 +101,11 @@ def resolve_engine(model: Path, variant: Variant, cfg: WindowConfig, device: str
         return device, precision
     if not probe_images:
         raise SegmenterError("no image to measure the engines on")
+    if model.suffix == ".onnx" and onnx_input_shape(model)[1:] != (cfg.window_size, cfg.window_size):
+        height, width = onnx_input_shape(model)[1:]
+        raise SegmenterError(f"{model}: the model's input is {height}x{width} but the windows are "
+                             f"{cfg.window_size}x{cfg.window_size}; export at the window size or change the window "
+                             "size")
     probe = np.stack(image_windows(probe_images[:1], cfg, max(2, batch_size)))
     quiet = lambda *_: None  # noqa: E731
     return choose_engine(

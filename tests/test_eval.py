@@ -9,7 +9,7 @@ import yaml
 from conftest import assert_one_line_error, run_script
 
 from segmenter.checkpoint import load_model
-from segmenter.engines import ENGINE_PRECISIONS, available_devices, open_engine, resolve_auto
+from segmenter.engines import available_devices, open_engine
 from segmenter.export import export_onnx
 
 
@@ -123,18 +123,3 @@ def test_engine_choice_errors(tiny_onnx):
     if "tensorrt" not in available_devices():
         with pytest.raises(SegmenterError, match="TensorrtExecutionProvider"):
             open_engine(path, "tensorrt", "fp16")
-    device, precision = resolve_auto("auto", "auto")
-    assert device in available_devices() and precision in ENGINE_PRECISIONS[device]
-    assert precision != "int8"
-
-
-@pytest.mark.parametrize("amx, bf16, expected", [(True, True, "bf16"), (False, True, "fp32"), (False, False, "fp32")])
-def test_auto_precision_on_cpus(monkeypatch, amx, bf16, expected):
-    import segmenter.engines as engines
-
-    monkeypatch.setattr(engines, "available_devices", lambda: ["openvino", "cpu"])
-    monkeypatch.setattr(engines, "cpu_has_amx", lambda: amx)
-    monkeypatch.setattr(engines, "cpu_has_bf16", lambda: bf16)
-    assert engines.resolve_auto("auto", "auto") == ("openvino", expected)
-    assert engines.resolve_auto("cpu", "auto") == ("cpu", "fp32")
-    assert engines.resolve_auto("tensorrt", "auto") == ("tensorrt", "fp16")
