@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from .errors import SegmenterError
-from .quantize import Calibration, derived_model, dynamic_int8, fp16_graph, static_int8
+from .quantize import Calibration, derived_model, dynamic_int8, fp16_graph, fp16_ir, read_openvino, static_int8
 from .system import check_memory, cpu_threads
 
 INPUT_NAME, OUTPUT_NAME = "input", "output"  # the names segmenter_pytorch2onnx.py gives the graph's ends
@@ -120,18 +120,18 @@ class OpenVinoEngine:
         self.batch_size = batch_size
         if precision == "int8":
             model_path = static_int8(model_path, calibration)  # the IR as it is, when given one
-        try:
-            model = core.read_model(str(model_path))
-        except RuntimeError as exc:
-            raise SegmenterError(f"{model_path}: OpenVINO cannot read it ({str(exc).splitlines()[0][:160]})") from None
+        elif precision == "bf16":
+            model_path = fp16_ir(model_path)  # half the weight bytes to read: a lower peak memory
+        model = read_openvino(model_path)
         shape = lambda port: [d.get_length() if d.is_static else "?" for d in port.get_partial_shape()]  # noqa: E731
         names = lambda ports: [p.get_any_name() if p.get_names() else "" for p in ports]  # noqa: E731
         self.input_hw, self.n_cls = checked_io(model_path, names(model.inputs), names(model.outputs),
                                                shape(model.inputs[0]), shape(model.outputs[0]))
         check_batch_memory(batch_size, self.input_hw, self.n_cls)
         model.reshape({model.inputs[0]: [batch_size, 3, *self.input_hw]})
-        config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
-                  "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads or cpu_threads()}
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads or cpu_threads()}
+        if precision != "int8":  # int8: the float remainder (attention, softmax, norms) at OpenVINO's default for
+            config["INFERENCE_PRECISION_HINT"] = "bf16" if precision == "bf16" else "f32"  # the CPU: bf16 with AMX
         self.compiled = core.compile_model(model, "CPU", config)
         self.request = self.compiled.create_infer_request()
         self.name = f"openvino-cpu {precision}"

@@ -9,11 +9,12 @@ import yaml
 from conftest import run_script
 
 import segmenter.autotune as autotune
+import segmenter.quantize as quantize
 from segmenter.checkpoint import load_model, write_random_checkpoint
 from segmenter.engines import cpu_has_bf16, open_engine
 from segmenter.errors import SegmenterError
 from segmenter.export import export_onnx
-from segmenter.quantize import Calibration, static_int8
+from segmenter.quantize import Calibration, fp16_ir, static_int8
 
 
 class FakeEngine:
@@ -115,6 +116,27 @@ def test_static_int8_on_openvino(tiny):
     assert "FakeQuantize" in types  # quantized for real
     with pytest.raises(SegmenterError, match="calibration"):
         open_engine(folder / "m.onnx", "openvino", "int8")
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no bfloat16 instructions")
+def test_openvino_bf16_reads_fp16_weights(tiny, tmp_path, monkeypatch):
+    import openvino as ov
+
+    folder, _, _, windows, reference = tiny
+    out = open_engine(folder / "m.onnx", "openvino", "bf16", batch_size=4)(np.stack(windows))
+    ir = fp16_ir(folder / "m.onnx", log=lambda _: None)
+    assert ir == folder / "m.fp16.xml" and ir.with_suffix(".bin").stat().st_size < (folder / "m.onnx").stat().st_size
+    weights = {op.get_output_element_type(0).get_type_name() for op in ov.Core().read_model(str(ir)).get_ops()
+               if op.get_type_name() == "Constant" and op.get_output_size() and op.shape and len(op.shape) >= 2}
+    assert "f16" in weights and "f32" not in weights  # matrices stored in half precision
+    assert np.mean(out.argmax(1) == reference.argmax(1)) > 0.95 and np.abs(out - reference).mean() < 0.1
+    (tmp_path / "m.onnx").write_bytes((folder / "m.onnx").read_bytes())
+
+    def unwritable(model, target, compress_to_fp16=True):
+        raise SegmenterError(f"{target}: cannot write the converted model here (Permission denied)")
+    monkeypatch.setattr(quantize, "save_ir", unwritable)
+    said = []  # a folder it cannot write to: the fp32 model as it is, with a warning
+    assert fp16_ir(tmp_path / "m.onnx", log=said.append) == tmp_path / "m.onnx" and "cannot write" in said[-1]
 
 
 def test_torch_engine_equals_onnxruntime(tiny):
