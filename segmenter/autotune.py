@@ -20,7 +20,8 @@ from .errors import SegmenterError
 from .files import atomic_write
 
 AGREEMENT_BUDGET = 0.99  # least share of probe pixels whose class equals fp32's
-PROBE_CALLS = 3  # timed calls per candidate, after one warm-up call
+PROBE_CALLS = 3  # timed calls per candidate, after WARMUP_CALLS; the fastest call counts (noise only slows)
+WARMUP_CALLS = 2
 CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "avx_vnni")
 
 
@@ -79,21 +80,23 @@ def candidates(device: str, precision: str, torch_ok: bool, calibration_ok: bool
 def _probe(engine: Engine, probe: np.ndarray, batch_size: int) -> tuple[float, np.ndarray]:
     """(seconds per window at batch_size, predicted classes of every probe window)."""
     batch = probe[np.arange(batch_size) % len(probe)]
-    engine(batch)
-    start = time.perf_counter()
-    for _ in range(PROBE_CALLS):
+    for _ in range(WARMUP_CALLS):
         engine(batch)
-    seconds = (time.perf_counter() - start) / (PROBE_CALLS * batch_size)
-    return seconds, engine(probe).argmax(1)
+    calls = []
+    for _ in range(PROBE_CALLS):
+        start = time.perf_counter()
+        engine(batch)
+        calls.append(time.perf_counter() - start)
+    return min(calls) / batch_size, engine(probe).argmax(1)
 
 
 def choose_engine(device: str, precision: str, open_engine: Callable[[str, str], Engine], probe: np.ndarray,
                   batch_size: int, model_key: str, cache: Path, torch_ok: bool = False, calibration_ok: bool = False,
-                  log=print) -> tuple[str, str]:
+                  log=print, budget: float = AGREEMENT_BUDGET) -> tuple[str, str]:
     """Replace `auto` in device and precision by the fastest candidate that keeps fp32's predictions.
 
     `open_engine(device, precision)` opens a candidate; `probe` is (k, 3, H, W) windows of the data;
-    `model_key` identifies the model (a file hash).
+    `model_key` identifies the model (a file hash); `budget` is the least share of pixels that must agree.
     """
     if device != "auto" and precision != "auto":
         return device, precision
@@ -103,7 +106,7 @@ def choose_engine(device: str, precision: str, open_engine: Callable[[str, str],
     if len(pairs) == 1:
         return pairs[0]
     key = hashlib.sha256(repr((machine_id(), engine_versions(), model_key, batch_size, probe.shape[1:],
-                               pairs)).encode()).hexdigest()[:16]
+                               pairs, budget)).encode()).hexdigest()[:16]
     path = cache / f"{key}.json"
     if path.is_file():
         found = json.loads(path.read_text())
@@ -128,7 +131,7 @@ def choose_engine(device: str, precision: str, open_engine: Callable[[str, str],
         log(f"  {d} {p}: {seconds:.3f} s/window, {100 * agreement:.2f} % of pixels as fp32")
     if not results:
         raise SegmenterError(f"none of the engines could open the model: {', '.join(f'{d} {p}' for d, p in pairs)}")
-    eligible = [r for r in results if r["agreement"] >= AGREEMENT_BUDGET]
+    eligible = [r for r in results if r["agreement"] >= budget]
     best = min(eligible, key=lambda r: r["seconds_per_window"])
     fp32 = min((r["seconds_per_window"] for r in results if r["precision"] == "fp32"), default=None)
     note = (f"{fp32 / best['seconds_per_window']:.1f}x faster than fp32 here" if fp32 and best["precision"] != "fp32"

@@ -61,6 +61,7 @@ def test_auto_takes_the_fastest_that_keeps_the_predictions(two_engines, tmp_path
     assert opened[0][1] == "fp32" and len(opened) == 5  # fp32 first: the reference
     slow_bf16 = {**TIMES, ("openvino", "bf16"): (1.5, 0.0), ("openvino", "int8"): (0.3, 0.05)}  # int8 off budget
     assert choose(opener, tmp_path / "b", slow_bf16, monkeypatch) == ("cpu", "int8")
+    assert choose(opener, tmp_path / "b", slow_bf16, monkeypatch, budget=0.9) == ("openvino", "int8")  # wider budget
     no_int8 = {k: v for k, v in slow_bf16.items() if k[1] != "int8"}
     monkeypatch.setattr(autotune, "ENGINE_PRECISIONS", {"openvino": ("fp32", "bf16"), "cpu": ("fp32",)})
     assert choose(opener, tmp_path / "c", no_int8, monkeypatch) == ("openvino", "fp32")  # bf16 slower: not chosen
