@@ -105,7 +105,8 @@ def choose_engine(device: str, precision: str, open_engine: Callable[[str, str],
         raise SegmenterError(f"no engine offers precision {precision} on device {device} here")
     if len(pairs) == 1:
         return pairs[0]
-    key = hashlib.sha256(repr((machine_id(), engine_versions(), model_key, batch_size, probe.shape[1:],
+    machine, versions = machine_id(), engine_versions()
+    key = hashlib.sha256(repr((machine, versions, model_key, batch_size, probe.shape[1:],
                                pairs, budget)).encode()).hexdigest()[:16]
     path = cache / f"{key}.json"
     if path.is_file():
@@ -137,6 +138,6 @@ def choose_engine(device: str, precision: str, open_engine: Callable[[str, str],
     note = (f"{fp32 / best['seconds_per_window']:.1f}x faster than fp32 here" if fp32 and best["precision"] != "fp32"
             else "the fastest here")
     log(f"auto: {best['device']} {best['precision']}, {note}")
-    record = {**best, "note": note, "machine": machine_id(), "engines": engine_versions(), "probed": results}
+    record = {**best, "note": note, "machine": machine, "engines": versions, "probed": results}
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
     return best["device"], best["precision"]

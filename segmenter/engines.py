@@ -146,11 +146,12 @@ class OpenVinoEngine:
         return np.array(out[:n], np.float32)  # a copy: the request reuses its output buffer
 
 
-def require_window(engine: Engine, window_size: int) -> None:
-    """Refuse an engine whose input is not the window size the plan cuts."""
-    if engine.input_hw != (window_size, window_size):
-        raise SegmenterError(f"the model's input is {engine.input_hw[0]}x{engine.input_hw[1]} but the windows are "
-                             f"{window_size}x{window_size}; export at the window size or change the window size")
+def require_window(input_hw: tuple[int, int], window_size: int, model: Path | str = "") -> None:
+    """Refuse a model whose (H, W) input is not the window size the plan cuts."""
+    if tuple(input_hw) != (window_size, window_size):
+        raise SegmenterError(f"{f'{model}: ' if model else ''}the model's input is {input_hw[0]}x{input_hw[1]} but "
+                             f"the windows are {window_size}x{window_size}; export at the window size or change the "
+                             "window size")
 
 
 def check_batch_memory(batch_size: int, input_hw: tuple[int, int], n_cls: int) -> None:

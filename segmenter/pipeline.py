@@ -100,7 +100,7 @@ def run_pipeline(jobs: Iterable[Job], cfg: WindowConfig, engine: Engine, sink: C
 
     A job that cannot be loaded raises, or goes to `on_error` when given (the run continues).
     """
-    require_window(engine, cfg.window_size)
+    require_window(engine.input_hw, cfg.window_size)
     worker = _Sink(sink)
     worker.start()
     try:

@@ -89,7 +89,7 @@ def open_model(model: Path, variant: Variant, cfg: WindowConfig, device: str, pr
     """The engine for a checkpoint or an exported ONNX model at `precision` on `device`."""
     path = prepared_model(model, variant, cfg, device, precision, calibration, log)
     engine = open_engine(path, device, precision, threads, batch_size, variant=variant)
-    require_window(engine, cfg.window_size)
+    require_window(engine.input_hw, cfg.window_size, model)
     return engine
 
 
@@ -101,11 +101,8 @@ def resolve_engine(model: Path, variant: Variant, cfg: WindowConfig, device: str
         return device, precision
     if not probe_images:
         raise SegmenterError("no image to measure the engines on")
-    if model.suffix == ".onnx" and onnx_input_shape(model)[1:] != (cfg.window_size, cfg.window_size):
-        height, width = onnx_input_shape(model)[1:]
-        raise SegmenterError(f"{model}: the model's input is {height}x{width} but the windows are "
-                             f"{cfg.window_size}x{cfg.window_size}; export at the window size or change the window "
-                             "size")
+    if model.suffix == ".onnx":  # before any engine is timed
+        require_window(onnx_input_shape(model)[1:], cfg.window_size, model)
     probe = np.stack(image_windows(probe_images[:1], cfg, max(2, batch_size)))
     quiet = lambda *_: None  # noqa: E731
     return choose_engine(
