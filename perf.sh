@@ -92,7 +92,7 @@ for bs in "${sizes[@]}"; do
     line=$(echo "$log" | grep -i "throughput" | tail -n 1)
     fps=${line##*:}
     fps=$(echo "$fps" | tr -d ' ')
-    ms=$(awk -v f="$fps" -v b="$bs" 'BEGIN { printf "%.2f", 1000 * b / f }')
+    ms=$(awk -v f="$fps" -v b="$bs" 'BEGIN { printf "%.3f", 1000 * b / f }')
     rows+=("$bs,$fps,$ms,$name")
     projected=""
     [ -z "$total" ] || projected=$(awk -v n="$total" -v f="$fps" 'BEGIN { t = n / f

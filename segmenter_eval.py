@@ -21,16 +21,15 @@ from segmenter.cli import (
     views_from_args,
 )
 from segmenter.config import describe, resolve_dataset, window_config
-from segmenter.data import window_census
-from segmenter.errors import SegmenterError, run_cli
-from segmenter.evaluate import open_journal, resume_from, stream_evaluate, with_prefixes
-from segmenter.files import ensure_writable_dir, ensure_writable_file, refuse_overwrite, staged
+from segmenter.data import sample_census
+from segmenter.errors import run_cli
+from segmenter.evaluate import Route, check_outputs, evaluate_dataset, open_journal
+from segmenter.files import ensure_writable_dir, ensure_writable_file, refuse_overwrite
 from segmenter.journal import evaluation_fingerprint
 from segmenter.metrics import format_report, write_metrics
 from segmenter.report import write_report
-from segmenter.runtime import calibration_from_images, open_model, prepared_model, resolve_engine
-from segmenter.scoring import ScoreBook
-from segmenter.variant import load_variant
+from segmenter.runtime import calibration_from_images, check_model_file, open_model, prepared_model, resolve_engine
+from segmenter.variant import load_variant, variant_beside
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -68,9 +67,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(args: argparse.Namespace) -> int:
     model = Path(args.model)
-    cfg_path = Path(args.cfg_path) if args.cfg_path else model.with_name("variant.yml")
+    cfg_path = Path(args.cfg_path) if args.cfg_path else variant_beside(model)
     refuse_overwrite({"metrics file": args.metrics_path, "prediction folder": args.pred_dir, "report": args.report},
                      {"model": model, "variant": cfg_path, "data root": args.data_root})
+    check_outputs(args.metrics_path, args.pred_dir, args.report, args.resume)
     if args.metrics_path:
         ensure_writable_file(args.metrics_path, "metrics file")
     pred_dir = ensure_writable_dir(args.pred_dir, "prediction folder") if args.pred_dir else None
@@ -82,35 +82,31 @@ def main(args: argparse.Namespace) -> int:
     cfg = window_config(variant, spec, args.image_size, args.window_size, args.window_stride, views)
     samples = spec.samples(args.data_root, args.split)
     print(describe(cfg, spec))
-    print(window_census(samples, cfg))
+    census = sample_census(samples, cfg)
+    print(census.describe())
+    census.check_memory(spec.n_cls)
     if args.dry_run:
         return 0
     images = [s.image_path for s in samples]
     calibration = calibration_from_images(calibration_images(args, images), cfg, args.calibration)
     device, precision = resolve_engine(model, variant, cfg, args.device, args.precision, images, args.threads,
                                        args.batch_size, calibration)
+    uses_calibration = (device, precision) == ("openvino", "int8")
     journal = open_journal(args.metrics_path, args.resume, lambda: evaluation_fingerprint(
-        Path(args.model), cfg_path, spec.name, spec.split_name(args.split), cfg.to_json(), device, precision),
-        spec.n_cls)
+        model, cfg_path, spec.name, spec.split_name(args.split), args.data_root, samples, cfg.to_json(), device,
+        precision, calibration.identity if uses_calibration else None), spec.n_cls)
     try:
         if args.ray is not None:
-            from segmenter.distributed import ray_evaluate
-
-            book = ScoreBook(spec.n_cls)
-            todo = resume_from(journal, with_prefixes(samples), book)
-            with staged(pred_dir if journal is None else None) as stage:
-                ray_evaluate(todo, spec, cfg, prepared_model(model, variant, cfg, device, precision, calibration),
-                             device, precision, args.threads, args.batch_size, args.ray_actors, args.ray,
-                             stage if journal is None else pred_dir, journal, book, keep_labels=pred_dir is not None,
-                             variant_path=cfg_path if device == "torch-cuda" else None)
-                book.check()
+            route = Route(ray_address=args.ray, ray_actors=args.ray_actors, device=device, precision=precision,
+                          threads=args.threads, variant_path=cfg_path if device == "torch-cuda" else None,
+                          model_path=prepared_model(model, variant, cfg, device, precision, calibration))
+            check_model_file(route.model_path, cfg, spec)
         else:
             engine = open_model(model, variant, cfg, device, precision, args.threads, args.batch_size, calibration)
-            if engine.n_cls != variant.n_cls:
-                raise SegmenterError(f"{args.model}: the model has {engine.n_cls} classes, the variant {variant.n_cls}")
             print(f"{engine.name}, batch size {args.batch_size}")
-            book = stream_evaluate(samples, spec, cfg, engine, args.batch_size, args.workers, pred_dir,
-                                   journal=journal)
+            route = Route(engine=engine)
+        book = evaluate_dataset(samples, census, spec, cfg, route, args.batch_size, args.workers, pred_dir,
+                                report=bool(args.report), journal=journal)
     finally:
         if journal is not None:
             journal.close()

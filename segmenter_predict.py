@@ -28,9 +28,9 @@ from segmenter.cli import (
 from segmenter.config import describe, resolve_dataset, window_config
 from segmenter.errors import SegmenterError, run_cli
 from segmenter.files import ensure_writable_dir
-from segmenter.predict import SAVE_KINDS, collect_sources, run_predict
+from segmenter.predict import SAVE_KINDS, check_memory_of, check_outputs, collect_sources, run_predict
 from segmenter.runtime import calibration_from_images, open_model, resolve_engine
-from segmenter.variant import load_variant
+from segmenter.variant import load_variant, variant_beside
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -62,14 +62,16 @@ def main(args: argparse.Namespace) -> int:
         raise SegmenterError(f"--save {args.save}: choose from {', '.join(SAVE_KINDS)}")
     if args.alpha > 1:
         raise SegmenterError(f"--alpha {args.alpha}: must be at most 1")
+    sources = collect_sources(args.input, Path(args.output_dir))
+    check_outputs(sources, Path(args.output_dir), save, args.frames)
     out_dir = ensure_writable_dir(args.output_dir, "output folder")
-    sources = collect_sources(args.input)
     model = Path(args.model)
     views = views_from_args(args)
-    variant = load_variant(Path(args.cfg_path) if args.cfg_path else model.with_name("variant.yml"))
+    variant = load_variant(Path(args.cfg_path) if args.cfg_path else variant_beside(model))
     spec = resolve_dataset(variant, args.dataset)
     cfg = window_config(variant, spec, args.image_size, args.window_size, args.window_stride, views)
     print(describe(cfg, spec))
+    check_memory_of(sources, cfg, spec.n_cls)
     images = [s.path for s in sources if not s.video]
     calibration = calibration_from_images(calibration_images(args, images), cfg, args.calibration) \
         if images or args.calibration_dir else None

@@ -90,6 +90,35 @@ def _probe(engine: Engine, probe: np.ndarray, batch_size: int) -> tuple[float, n
     return min(calls) / batch_size, engine(probe).argmax(1)
 
 
+def read_cached_choice(path: Path, pairs: list[tuple[str, str]]) -> tuple[dict | None, str]:
+    """The cached choice, or (None, why it cannot be used; empty when there is none).
+
+    Whatever a crash or an edit may leave is treated as absent: an empty or cut file, another JSON type,
+    missing or mistyped keys, an engine not among this machine's candidates, a choice slower than fp32.
+    """
+    if not path.is_file():
+        return None, ""
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        return None, f"is unreadable ({str(exc)[:80]})"
+    if not isinstance(found, dict):
+        return None, f"holds a JSON {type(found).__name__}, not a choice"
+    for key, kind in (("device", str), ("precision", str), ("note", str), ("seconds_per_window", (int, float)),
+                      ("probed", list)):
+        if not isinstance(found.get(key), kind) or isinstance(found.get(key), bool):
+            return None, f"lacks a valid '{key}'"
+    if (found["device"], found["precision"]) not in pairs:
+        return None, f"names {found['device']} {found['precision']}, not installed or offered here"
+    fp32 = [r.get("seconds_per_window") for r in found["probed"]
+            if isinstance(r, dict) and r.get("precision") == "fp32"]
+    fp32 = [t for t in fp32 if isinstance(t, (int, float)) and not isinstance(t, bool)]
+    if fp32 and found["seconds_per_window"] > min(fp32):
+        return None, (f"names {found['device']} {found['precision']} at {found['seconds_per_window']:.3g} s/window, "
+                      f"slower than fp32's {min(fp32):.3g}")
+    return found, ""
+
+
 def choose_engine(device: str, precision: str, open_engine: Callable[[str, str], Engine], probe: np.ndarray,
                   batch_size: int, model_key: str, cache: Path, torch_ok: bool = False, calibration_ok: bool = False,
                   log=print, budget: float = AGREEMENT_BUDGET) -> tuple[str, str]:
@@ -109,11 +138,13 @@ def choose_engine(device: str, precision: str, open_engine: Callable[[str, str],
     key = hashlib.sha256(repr((machine, versions, model_key, batch_size, probe.shape[1:],
                                pairs, budget)).encode()).hexdigest()[:16]
     path = cache / f"{key}.json"
-    if path.is_file():
-        found = json.loads(path.read_text())
+    found, problem = read_cached_choice(path, pairs)
+    if found is not None:
         log(f"auto: {found['device']} {found['precision']}, {found['note']} (measured before on this machine; "
             f"{path})")
         return found["device"], found["precision"]
+    if problem:
+        log(f"note: auto: the cached choice {path} {problem}; measuring again")
     log(f"auto: probing {len(pairs)} engine/precision choices on {len(probe)} windows at batch size {batch_size}, "
         "once for this machine and model")
     results, reference = [], None

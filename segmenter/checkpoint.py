@@ -1,6 +1,7 @@
 """Loading released checkpoints into our model, and writing released-format ones with random weights."""
 from __future__ import annotations
 
+import math
 import pickle
 import re
 import zipfile
@@ -46,9 +47,28 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return ckpt
 
 
+def check_position_grid(n_positions: int, cfg: ModelConfig, path: str | Path) -> None:
+    """The variant's patch grid must be the one the checkpoint's position embedding was trained on.
+
+    The embedding stores positions, not its grid: `n_positions` grid positions fit a gh x gw grid for
+    every factorization. Segmenter trains on square crops, so a square count is a square grid, and a
+    variant that reads it as another shape (say 8x32 for 16x16) would scramble every position.
+    """
+    gh, gw = cfg.grid
+    side = math.isqrt(n_positions)
+    if side * side == n_positions and (gh, gw) != (side, side) and gh * gw == n_positions:
+        raise SegmenterError(f"{path}: the variant's net_kwargs.image_size {list(cfg.image_size)} at patch "
+                             f"{cfg.patch_size} is a {gh}x{gw} patch grid, but the checkpoint's position embedding "
+                             f"was trained on a {side}x{side} grid ({n_positions} positions); set image_size to "
+                             f"[{side * cfg.patch_size}, {side * cfg.patch_size}]")
+
+
 def check_state_dict(state: dict[str, torch.Tensor], model: Segmenter, path: str | Path) -> dict[str, torch.Tensor]:
     """Drop the unused classifier keys; any other key or shape disagreement is an error naming it."""
     state = {k: v for k, v in state.items() if not k.startswith(UNUSED_PREFIXES)}
+    pos = state.get("encoder.pos_embed")
+    if isinstance(pos, torch.Tensor) and pos.ndim == 3:
+        check_position_grid(pos.shape[1] - model.cfg.n_extra_tokens, model.cfg, path)
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]

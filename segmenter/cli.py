@@ -130,7 +130,10 @@ def views_from_args(args: argparse.Namespace):
         if args.scales:
             raise SegmenterError("--multiscale sets its own scales; give either it or --scales")
         return make_views(list(MULTISCALE_RATIOS), flip=True)
-    return make_views(args.scales, flip=args.flip)
+    try:
+        return make_views(args.scales, flip=args.flip)
+    except SegmenterError as exc:
+        raise SegmenterError(f"--scales {' '.join(f'{s:g}' for s in args.scales or [])}: {exc}") from None
 
 
 def add_calibration_flags(parser: argparse.ArgumentParser) -> None:

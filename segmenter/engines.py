@@ -34,6 +34,10 @@ ENGINE_PRECISIONS = {
     "torch-cuda": ("bf16", "fp16", "fp32"),
 }
 GPU_DEVICES = ("tensorrt", "cuda", "torch-cuda")
+
+
+def is_gpu(device: str) -> bool:
+    return device in GPU_DEVICES
 DEVICES = tuple(ENGINE_PRECISIONS)
 PRECISIONS = tuple(dict.fromkeys(p for offered in ENGINE_PRECISIONS.values() for p in offered))
 
@@ -77,9 +81,9 @@ class OnnxRuntimeEngine:
                                  f"(available: {', '.join(ort.get_available_providers())}); "
                                  "pip install -r requirements-gpu.txt on a CUDA host")
         if precision == "int8":
-            model_path = derived_model(model_path, "int8", dynamic_int8)
+            model_path = derived_model(model_path, "int8", dynamic_int8, "dynamic int8 weights")
         elif precision == "fp16" and device == "cuda":
-            model_path = derived_model(model_path, "fp16", fp16_graph)
+            model_path = derived_model(model_path, "fp16", fp16_graph, "fp16 graph")
         providers: list = [provider]
         if device == "tensorrt":  # callers pad to one batch size, so one engine is built (and cached)
             providers = [(provider, {

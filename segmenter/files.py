@@ -1,13 +1,17 @@
 """Writing result files atomically: a temporary file in the target's folder, renamed over it."""
 from __future__ import annotations
 
+import glob
+import hashlib
+import json
 import os
 import re
 import shutil
 import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .errors import SegmenterError
 
@@ -37,7 +41,8 @@ def atomic_write(path: str | Path, write) -> None:
             os.remove(tmp)
 
 
-def _probe_write(folder: Path) -> None:
+def probe_write(folder: Path) -> None:
+    """Create and remove a file in folder: OSError when it cannot be written."""
     fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
     os.close(fd)
     os.remove(probe)
@@ -50,7 +55,7 @@ def ensure_writable_file(path: str | Path, what: str = "output file") -> Path:
         raise SegmenterError(f"{path}: is a folder; give a file path for the {what}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _probe_write(path.parent)
+        probe_write(path.parent)
     except OSError as exc:
         raise SegmenterError(f"{path}: the {what} cannot be written there ({exc.strerror}); "
                              "choose a writable path") from None
@@ -64,7 +69,7 @@ def ensure_writable_dir(path: str | Path, what: str = "output folder") -> Path:
         raise SegmenterError(f"{path}: is a file; give a folder for the {what}")
     try:
         path.mkdir(parents=True, exist_ok=True)
-        _probe_write(path)
+        probe_write(path)
     except OSError as exc:
         raise SegmenterError(f"{path}: the {what} cannot be written there ({exc.strerror}); "
                              "choose a writable folder") from None
@@ -94,10 +99,13 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+ORPHAN_NAMES = (r"^\..+\.(\d+)\.[^.]+\.tmp$", r"^\.staging-(\d+)$", r"^\..+\.(\d+)\.part\.[^.]+$")
+
+
 def remove_orphans(folder: Path) -> None:
     """Delete temporary files and staging folders (named with a process id) whose process no longer runs."""
     for path in folder.glob(".*"):
-        found = re.match(r"^\..+\.(\d+)\.[^.]+\.tmp$", path.name) or re.match(r"^\.staging-(\d+)$", path.name)
+        found = next((m for m in (re.match(p, path.name) for p in ORPHAN_NAMES) if m), None)
         if found and not pid_alive(int(found.group(1))):
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
@@ -122,3 +130,126 @@ def staged(folder: Path | None) -> Iterator[Path | None]:
             os.replace(source, target)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class FileDigest:
+    """What a file was when it was read: its path, size in bytes and content hash."""
+
+    path: str
+    size: int
+    sha256: str
+
+    @classmethod
+    def of(cls, path: str | Path, data: bytes) -> FileDigest:
+        return cls(str(path), len(data), hashlib.sha256(data).hexdigest())
+
+    def to_json(self) -> list:
+        return [self.path, self.size, self.sha256]
+
+
+def read_digested(path: str | Path) -> tuple[bytes, FileDigest]:
+    """A file's bytes, read through Python (any path, any bytes in its name), and their digest."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise SegmenterError(f"{path}: cannot be read ({exc.strerror})") from None
+    return data, FileDigest.of(path, data)
+
+
+_HASHES: dict[tuple, str] = {}
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 24) -> str:
+    """The sha256 of a file's content (hex); computed once per process for an unchanged file."""
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    if key not in _HASHES:
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            while block := fh.read(chunk):
+                digest.update(block)
+        _HASHES[key] = digest.hexdigest()
+    return _HASHES[key]
+
+
+def content_key(*parts) -> str:
+    """A short key naming what a derived file was made from (content hashes, settings, versions)."""
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+
+def _record_path(target: Path) -> Path:
+    return target.with_name(f"{target.name}.sha256")
+
+
+def _check_record(target: Path, files: list[Path], source: str) -> str:
+    """Why the files made before cannot be used ('' when they can): each must have its recorded size and hash."""
+    try:
+        record = json.loads(_record_path(target).read_text())
+        recorded = record["files"]
+        if record.get("source_sha256") != source or set(recorded) != {f.name for f in files}:
+            return "was made from another source"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return "has no readable record of its files"
+    for f in files:
+        try:
+            size, digest = recorded[f.name]
+        except (TypeError, ValueError):
+            return "has no readable record of its files"
+        if not f.is_file():
+            return f"lacks {f.name}"
+        if f.stat().st_size != size:
+            return f"has {f.name} of {f.stat().st_size} bytes, {size} when it was written (cut short or replaced)"
+        if file_sha256(f) != digest:
+            return f"has {f.name} changed since it was written"
+    return ""
+
+
+def derived_files(target: Path, suffixes: tuple[str, ...], make: Callable[[list[str]], None], source: str,
+                  what: str, log=print, prune: bool = True, reuse_note: str = "") -> Path:
+    """Files made from a source (its content hash `source`) by make(temporary paths), one per suffix, reused
+    while intact; returns `target` (the first).
+
+    `target`'s name must carry a content key of everything it derives from (content_key). A record beside
+    it (`<target>.sha256`) lists each file's size and hash, written last; before use every file is checked
+    against it, so a file cut short, damaged or replaced is made again (with a note), never used. With
+    `prune`, copies of the same kind beside it made from an earlier content of the source are removed;
+    `reuse_note` is said when the files are reused.
+    """
+    files = [target.with_suffix(s) for s in suffixes]
+    record = _record_path(target)
+    if record.exists() or any(f.exists() for f in files):
+        problem = _check_record(target, files, source)
+        if not problem:
+            if reuse_note:
+                log(reuse_note)
+            return target
+        log(f"note: {target} {problem}; making it again")
+    tag = target.stem.rsplit("-", 1)[0]  # e.g. model.int8: the kind, without the key
+    for old in target.parent.glob(f"{glob.escape(tag)}-*.sha256") if prune else ():
+        try:
+            stale = json.loads(old.read_text()).get("source_sha256") != source
+        except (OSError, ValueError, AttributeError):
+            stale = False
+        if stale and old != record:
+            for f in old.parent.glob(f"{glob.escape(old.name[:-len('.sha256')].rsplit('.', 1)[0])}.*"):
+                f.unlink(missing_ok=True)
+    log(f"[INFO] writing {target} ({what}; cached for later runs)")
+    remove_orphans(target.parent)
+    tmps = [target.with_name(f".{target.stem}.{os.getpid()}.part{s}") for s in suffixes]
+    try:
+        make([str(t) for t in tmps])
+        recorded = {}
+        for tmp, final in zip(tmps, files):
+            recorded[final.name] = [tmp.stat().st_size, file_sha256(tmp)]
+        record.unlink(missing_ok=True)  # no record while the files change
+        for tmp, final in zip(tmps, files):
+            os.replace(tmp, final)
+        atomic_write(record, lambda t: Path(t).write_text(json.dumps({"source_sha256": source, "files": recorded})))
+    except OSError as exc:
+        raise SegmenterError(f"{target}: cannot write the {what} here ({exc.strerror or exc}); put the model in a "
+                             "writable folder") from None
+    finally:
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
+    return target

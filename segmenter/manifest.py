@@ -17,7 +17,7 @@ from pathlib import Path
 from .datasets import DATASETS, DatasetSpec
 from .errors import SegmenterError
 from .files import atomic_write
-from .plan import ImagePlan, View, WindowConfig, layout_fingerprint, stem_of
+from .plan import MAX_SCALE, MAX_VIEWS, ImagePlan, View, WindowConfig, layout_fingerprint, stem_of
 from .system import check_memory
 from .variant import NORMALIZATIONS
 
@@ -128,14 +128,15 @@ class _Checker:
 
     def views(self, doc: dict) -> tuple[View, ...]:
         raw = doc.get("views", [{"scale": 1.0, "flip": False}])
-        if not isinstance(raw, list) or not 1 <= len(raw) <= 64:
-            raise self.fail("views", f"must be a list of 1 to 64 views, got {raw!r}")
+        if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_VIEWS:
+            raise self.fail("views", f"must be a list of 1 to {MAX_VIEWS} views, got {raw!r}")
         views = []
         for i, v in enumerate(raw):
             scale, flip = (v.get("scale"), v.get("flip")) if isinstance(v, dict) else (None, None)
-            if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 16 \
+            if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= MAX_SCALE \
                     or not isinstance(flip, bool):
-                raise self.fail(f"views[{i}]", f"must be {{scale: number in (0, 16], flip: bool}}, got {v!r}")
+                raise self.fail(f"views[{i}]", f"must be {{scale: number in (0, {MAX_SCALE:g}], flip: bool}}, got "
+                                f"{v!r}")
             views.append(View(float(scale), flip))
         return tuple(views)
 
@@ -205,8 +206,7 @@ def read_manifest(path: Path) -> Layout:
             raise SegmenterError(f"{path}: the windows recorded for {name} (view sizes or anchors) differ from those "
                                  f"its size {hw[0]}x{hw[1]} implies with windows of {window}, stride {stride}: "
                                  "the manifest was edited or damaged; rerun segmenter_preprocess.py")
-        largest = max(v.canvas_hw[0] * v.canvas_hw[1] for v in plan.views) + hw[0] * hw[1] * 2
-        check_memory(n_cls * largest * 4, f"{path}: merging the windows of {name}")
+        check_memory(plan.merge_bytes(n_cls), f"{path}: merging the windows of {name}")
         plans.append(plan)
     fingerprint = layout_fingerprint(cfg, plans)
     if version > 1 and doc.get("fingerprint") != fingerprint:

@@ -20,6 +20,7 @@ import numpy as np
 from .data import view_windows
 from .engines import Engine, require_window
 from .errors import SegmenterError
+from .files import FileDigest
 from .plan import ImagePlan, WindowConfig
 from .scoring import ImageMerger
 
@@ -28,29 +29,31 @@ _DONE = object()
 
 @dataclass
 class Job:
-    """One image to segment: `load()` returns its plan and (H, W, 3) uint8 BGR pixels; `meta` goes to the sink."""
+    """One image to segment: `load()` returns its plan, (H, W, 3) uint8 BGR pixels and the digest of the file
+    they were decoded from (None for a video frame); `meta` goes to the sink."""
 
-    load: Callable[[], tuple[ImagePlan, np.ndarray]]
+    load: Callable[[], tuple[ImagePlan, np.ndarray, FileDigest | None]]
     meta: Any = None
 
 
 @dataclass
 class Finished:
-    """What the sink receives: the job, its merged windows and, if asked for, its pixels."""
+    """What the sink receives: the job, its merged windows, its file's digest and, if asked for, its pixels."""
 
     job: Job
     merger: ImageMerger
     image: np.ndarray | None
+    digest: FileDigest | None = None
 
 
 def _prepared(jobs: Iterable[Job], cfg: WindowConfig, workers: int, ahead: int, keep_image: bool,
               on_error: Callable[[Job, SegmenterError], None] | None
-              ) -> Iterator[tuple[Job, ImagePlan, np.ndarray, np.ndarray | None]]:
-    """(job, plan, windows, image) per job, in order, at most `ahead` jobs prepared in advance."""
+              ) -> Iterator[tuple[Job, ImagePlan, np.ndarray, np.ndarray | None, FileDigest | None]]:
+    """(job, plan, windows, image, digest) per job, in order, at most `ahead` jobs prepared in advance."""
 
     def prepare(job: Job):
-        plan, bgr = job.load()
-        return job, plan, np.concatenate(list(view_windows(bgr, plan, cfg))), bgr if keep_image else None
+        plan, bgr, digest = job.load()
+        return job, plan, np.concatenate(list(view_windows(bgr, plan, cfg))), bgr if keep_image else None, digest
 
     with ThreadPoolExecutor(workers) as pool:
         todo = iter(jobs)
@@ -118,8 +121,8 @@ def run_pipeline(jobs: Iterable[Job], cfg: WindowConfig, engine: Engine, sink: C
                 if finished.merger.complete:
                     worker.put(finished)
 
-        for job, plan, windows, image in _prepared(jobs, cfg, workers, images_ahead, keep_image, on_error):
-            finished = Finished(job, ImageMerger(plan, engine.n_cls, cfg.window_size), image)
+        for job, plan, windows, image, digest in _prepared(jobs, cfg, workers, images_ahead, keep_image, on_error):
+            finished = Finished(job, ImageMerger(plan, engine.n_cls, cfg.window_size), image, digest)
             for k, window in enumerate(windows):
                 pending.append((finished, k, window))
                 if len(pending) == batch_size:

@@ -33,13 +33,23 @@ SINGLE_SCALE = (View(),)
 MULTISCALE_RATIOS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)  # upstream --multiscale, each also flipped
 
 
+MAX_SCALE = 4.0  # resize ratios beyond this are mistakes (evaluation uses up to 1.75), not views
+MAX_VIEWS = 64
+
+
+def check_scale(scale: float) -> None:
+    if not 0 < scale <= MAX_SCALE:
+        raise SegmenterError(f"scale {scale:g} must be above 0 and at most {MAX_SCALE:g}")
+
+
 def make_views(scales: list[float] | None = None, flip: bool = False) -> tuple[View, ...]:
     """Views of the given ratios (default 1.0), each followed by its flipped twin when flip is set."""
     views = []
     for scale in scales or [1.0]:
-        if not scale > 0:
-            raise SegmenterError(f"scale {scale} must be positive")
+        check_scale(scale)
         views += [View(float(scale), False)] + ([View(float(scale), True)] if flip else [])
+    if len(views) > MAX_VIEWS:
+        raise SegmenterError(f"{len(views)} views: at most {MAX_VIEWS}")
     return tuple(views)
 
 
@@ -68,8 +78,7 @@ class WindowConfig:
         if not self.views:
             raise SegmenterError("no views: give at least one scale")
         for view in self.views:
-            if not view.scale > 0:
-                raise SegmenterError(f"scale {view.scale} must be positive")
+            check_scale(view.scale)
 
     @property
     def inference(self) -> str:
@@ -147,6 +156,12 @@ class ImagePlan:
     @property
     def n_windows(self) -> int:
         return sum(len(v.anchors) for v in self.views)
+
+    def merge_bytes(self, n_cls: int) -> int:
+        """Memory to merge the image's windows: one view's (K, canvas) sum and three (K, H, W) maps at the original
+        size (the resized view, the views' sum, a softmax), float32."""
+        canvas = max(v.canvas_hw[0] * v.canvas_hw[1] for v in self.views)
+        return 4 * n_cls * (canvas + 3 * self.original_hw[0] * self.original_hw[1])
 
     def window_name(self, k: int) -> str:
         return f"{self.prefix}_{k}"

@@ -5,6 +5,7 @@ module): an evaluation image's labels here equal those segmenter_eval.py saves.
 """
 from __future__ import annotations
 
+import fnmatch
 import glob
 import itertools
 import os
@@ -14,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .data import read_image
+from .data import header_size, load_image, take_census
 from .datasets import DatasetSpec
 from .engines import Engine
 from .errors import SegmenterError
@@ -39,29 +40,73 @@ class Source:
     video: bool = False
 
 
-def _walk(root: Path) -> list[Path]:
-    found = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES]
-    return sorted(found)
+def walk_files(root: Path, skip: str | None = None) -> list[Path]:
+    """Every file under root, folders in name order; links followed once by real path (a loop is walked once),
+    and the folder `skip` (a real path: the run's own output folder) left out."""
+    seen_dirs, seen_files, found = set(), set(), []
+
+    def visit(folder: Path) -> None:
+        real = os.path.realpath(folder)
+        if real in seen_dirs or real == skip:
+            return
+        seen_dirs.add(real)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            return
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.is_dir():
+                visit(path)
+            elif entry.is_file() and os.path.realpath(path) not in seen_files:
+                seen_files.add(os.path.realpath(path))
+                found.append(path)
+
+    visit(root)
+    return found
 
 
-def collect_sources(inputs: list[str]) -> list[Source]:
+def _matches(parts: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
+    """Glob semantics per path component: `**` any number of folders; `*`, `?`, `[...]` within a name; names
+    starting with a dot only where the pattern's does."""
+    if not pattern:
+        return not parts
+    if pattern[0] == "**":
+        return any(_matches(parts[i:], pattern[1:]) for i in range(len(parts) + 1)
+                   if not any(p.startswith(".") for p in parts[:i]))
+    return bool(parts) and (not parts[0].startswith(".") or pattern[0].startswith(".")) \
+        and fnmatch.fnmatchcase(parts[0], pattern[0]) and _matches(parts[1:], pattern[1:])
+
+
+def _media(paths: list[Path]) -> list[Path]:
+    return [p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES]
+
+
+def collect_sources(inputs: list[str], output_dir: Path | None = None) -> list[Source]:
     """Files, folders (recursively: their images and videos) and globs; outputs mirror each input's tree.
 
     With several inputs, each folder's or glob's outputs go under its own name, so equal names never collide.
+    Folders and globs are walked alike (links followed once by real path); the output folder is never read.
     """
+    skip = os.path.realpath(output_dir) if output_dir is not None else None
     items: list[tuple[Path, str]] = []  # (file, rel path without suffix)
     several = len(inputs) > 1
     for spec in inputs:
         path = Path(spec)
         if path.is_dir():
+            if os.path.realpath(path) == skip:
+                raise SegmenterError(f"{output_dir}: the output folder is the input folder {spec}; its outputs "
+                                     "would mix with your files and be read back as inputs; choose another folder")
             base = path.resolve().name if several else ""
-            items += [(p, os.path.join(base, str(p.relative_to(path).with_suffix("")))) for p in _walk(path)]
+            items += [(p, os.path.join(base, str(p.relative_to(path).with_suffix(""))))
+                      for p in _media(walk_files(path, skip))]
         elif path.is_file():
             items.append((path, path.stem))
         elif glob.has_magic(spec):
             static = list(itertools.takewhile(lambda part: not glob.has_magic(part), path.parts))
             root = Path(*static) if static else Path(".")
-            matches = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
+            pattern = path.parts[len(static):]
+            matches = [p for p in walk_files(root, skip) if _matches(p.relative_to(root).parts, pattern)]
             if not matches:
                 raise SegmenterError(f"{spec}: the pattern matches no file")
             base = root.resolve().name if several else ""
@@ -80,6 +125,47 @@ def collect_sources(inputs: list[str]) -> list[Source]:
         taken.add(unique)
         sources.append(Source(path, unique, path.suffix.lower() in VIDEO_SUFFIXES))
     return sources
+
+
+def output_paths(source: Source, out_dir: Path, save: tuple[str, ...], frames: bool) -> list[Path]:
+    """The files a source's outputs go to (a video's frames: their folder)."""
+    stem = out_dir / source.rel
+    if source.video:
+        paths = [Path(f"{stem}_overlay.mp4")] if "overlay" in save else []
+        return paths + ([Path(f"{stem}_frames")] if frames else [])
+    kinds = [*save, "labelIds"] if "labels" in save else list(save)  # label ids: for Cityscapes models
+    return [Path(f"{stem}_{kind}.png") for kind in kinds]
+
+
+def check_outputs(sources: list[Source], out_dir: Path, save: tuple[str, ...], frames: bool) -> None:
+    """No output may overwrite an input (an output folder among the inputs, or a name like photo_color.png)."""
+    inputs = {os.path.realpath(s.path): s.path for s in sources}
+    for source in sources:
+        for target in output_paths(source, out_dir, save, frames):
+            if os.path.realpath(target) in inputs:
+                raise SegmenterError(f"{target}: an output of {source.path} would overwrite the input "
+                                     f"{inputs[os.path.realpath(target)]}; choose an output folder outside the inputs")
+
+
+def check_memory_of(sources: list[Source], cfg: WindowConfig, n_cls: int) -> None:
+    """Refuse, before any work, inputs whose largest image or frame cannot be merged in the memory available
+    (files that cannot be read are left to be reported when they are reached)."""
+    paths, sizes = [], []
+    for source in sources:
+        try:
+            if source.video:
+                capture = cv2.VideoCapture(str(source.path))
+                hw = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+                capture.release()
+            else:
+                hw = header_size(source.path)
+        except SegmenterError:
+            continue
+        if min(hw) > 0:
+            paths.append(source.path)
+            sizes.append(hw)
+    if paths:
+        take_census(paths, cfg, sizes=sizes).check_memory(n_cls)
 
 
 @dataclass
@@ -128,8 +214,9 @@ def _jobs(sources: list[Source], cfg: WindowConfig, limit: int | None, videos: _
         summary.inputs += 1
         if not source.video:
             def load(source=source):
-                bgr = read_image(source.path)
-                return ImagePlan.for_image(source.path.name, source.rel, source.path, "", bgr.shape[:2], cfg), bgr
+                bgr, digest = load_image(source.path)
+                return ImagePlan.for_image(source.path.name, source.rel, source.path, "", bgr.shape[:2], cfg), bgr, \
+                    digest
             count += 1
             yield Job(load, (source, None))
             continue
@@ -144,7 +231,7 @@ def _jobs(sources: list[Source], cfg: WindowConfig, limit: int | None, videos: _
             plan = ImagePlan.for_image(f"{source.path.name}#{index}", f"{source.rel}_{index:06d}", source.path, "",
                                        frame.shape[:2], cfg)
             count += 1
-            yield Job(lambda plan=plan, frame=frame: (plan, frame), (source, index))
+            yield Job(lambda plan=plan, frame=frame: (plan, frame, None), (source, index))
             index += 1
             ok, frame = capture.read()
         capture.release()

@@ -8,9 +8,7 @@
 """
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import SegmenterError
-from .files import atomic_write
+from .files import content_key, derived_files, file_sha256
 
 # Kept out of static int8, by measurement on the demo model and the larger trained one (README): the patch
 # embedding (a convolution on raw pixels, quantized per tensor it moves the most labels: pixel agreement
@@ -44,13 +42,11 @@ def _quiet(*names: str):
             lg.setLevel(level)
 
 
-def derived_model(model_path: Path, tag: str, make, suffix: str = ".onnx", log=print) -> Path:
-    """`<model>.<tag><suffix>` beside the model, (re)made by make(src, dst) when missing or older than the model."""
-    target = model_path.with_name(f"{model_path.stem}.{tag}{suffix}")
-    if not target.is_file() or target.stat().st_mtime < model_path.stat().st_mtime:
-        log(f"[INFO] writing {target} (cached for later runs)")
-        atomic_write(target, lambda tmp: make(str(model_path), tmp))
-    return target
+def derived_model(model_path: Path, tag: str, make, what: str, log=print) -> Path:
+    """`<model>.<tag>-<key>.onnx` beside the model, made by make(src, dst) once per content of the model."""
+    source = file_sha256(model_path)
+    target = model_path.with_name(f"{model_path.stem}.{tag}-{content_key(source, tag)}.onnx")
+    return derived_files(target, (".onnx",), lambda tmps: make(str(model_path), tmps[0]), source, what, log)
 
 
 def dynamic_int8(src: str, dst: str) -> None:
@@ -86,66 +82,56 @@ def static_int8(model_path: Path, calibration: Calibration | None, keep_in_float
     if calibration is None:
         raise SegmenterError(f"{model_path}: static int8 needs calibration windows: images of the data set to "
                              "evaluate, or a folder of images")
-    stat = model_path.stat()
-    key = hashlib.sha256(repr((stat.st_size, stat.st_mtime_ns, calibration.identity, keep_in_float,
-                               STATIC_INT8_VERSION)).encode()).hexdigest()[:12]
+    source = file_sha256(model_path)
+    key = content_key(source, calibration.identity, keep_in_float, STATIC_INT8_VERSION)
     target = model_path.with_name(f"{model_path.stem}.int8-{key}.xml")
-    if target.is_file() and target.with_suffix(".bin").is_file():
-        return target
     try:
         import nncf
         import openvino  # noqa: F401 - NNCF quantizes OpenVINO models
     except ImportError:
         raise SegmenterError("static int8 needs NNCF and OpenVINO: pip install -r requirements.txt") from None
-    windows = calibration.windows()
-    if not windows:
-        raise SegmenterError(f"{calibration.identity}: no calibration windows")
-    log(f"[INFO] quantizing {model_path.name} to static int8 on {len(windows)} calibration windows "
-        f"(NNCF, once; cached as {target.name})")
-    model = read_openvino(model_path)
-    with _quiet("nncf"):
-        quantized = nncf.quantize(
-            model, nncf.Dataset(windows, lambda w: np.ascontiguousarray(w[None], np.float32)),
-            model_type=nncf.ModelType.TRANSFORMER, subset_size=len(windows),
-            ignored_scope=nncf.IgnoredScope(patterns=list(keep_in_float), validate=False))
-    save_ir(quantized, target)
-    return target
+
+    def quantize(tmps: list[str]) -> None:
+        windows = calibration.windows()
+        if not windows:
+            raise SegmenterError(f"{calibration.identity}: no calibration windows")
+        log(f"[INFO] quantizing {model_path.name} to static int8 on {len(windows)} calibration windows (NNCF, once)")
+        model = read_openvino(model_path)
+        with _quiet("nncf"):
+            quantized = nncf.quantize(
+                model, nncf.Dataset(windows, lambda w: np.ascontiguousarray(w[None], np.float32)),
+                model_type=nncf.ModelType.TRANSFORMER, subset_size=len(windows),
+                ignored_scope=nncf.IgnoredScope(patterns=list(keep_in_float), validate=False))
+        save_ir(quantized, tmps[0])
+
+    return derived_files(target, (".xml", ".bin"), quantize, source, "static int8 IR", log)
 
 
-def save_ir(model, target: Path, compress_to_fp16: bool = True) -> None:
-    """Write an OpenVINO model as target (.xml) and its .bin, both renamed into place (never half written)."""
+def save_ir(model, path: str, compress_to_fp16: bool = True) -> None:
+    """Write an OpenVINO model as path (.xml) and its .bin beside it."""
     import openvino as ov
 
-    tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.xml")
     try:
-        ov.save_model(model, str(tmp), compress_to_fp16=compress_to_fp16)
-        os.replace(tmp.with_suffix(".bin"), target.with_suffix(".bin"))
-        os.replace(tmp, target)
-    except (OSError, RuntimeError) as exc:
-        raise SegmenterError(f"{target}: cannot write the converted model here ({str(exc).splitlines()[0][:160]}); "
+        ov.save_model(model, path, compress_to_fp16=compress_to_fp16)
+    except RuntimeError as exc:
+        raise SegmenterError(f"{path}: cannot write the converted model here ({str(exc).splitlines()[0][:160]}); "
                              "put the model in a writable folder") from None
-    finally:
-        for leftover in (tmp, tmp.with_suffix(".bin")):
-            leftover.unlink(missing_ok=True)
 
 
 def fp16_ir(model_path: Path, log=print) -> Path:
     """An OpenVINO IR of an ONNX model with its weights stored in fp16 (half the bytes to read and keep), for
-    bf16 inference, which rounds the weights further anyway; cached beside the model. An IR is returned as it is."""
+    bf16 inference, which rounds the weights further anyway; cached beside the model. An IR is returned as it is;
+    where the IR cannot be written, the model as it is (with a warning)."""
     if model_path.suffix == ".xml":
         return model_path
-    target = model_path.with_name(f"{model_path.stem}.fp16.xml")
-    if (target.is_file() and target.with_suffix(".bin").is_file()
-            and target.stat().st_mtime >= model_path.stat().st_mtime):
-        return target
-    model = read_openvino(model_path)
-    log(f"[INFO] writing {target} (weights in fp16 for bf16 inference; cached for later runs)")
+    source = file_sha256(model_path)
+    target = model_path.with_name(f"{model_path.stem}.fp16-{content_key(source, 'fp16-ir')}.xml")
     try:
-        save_ir(model, target, compress_to_fp16=True)
+        return derived_files(target, (".xml", ".bin"), lambda tmps: save_ir(read_openvino(model_path), tmps[0]),
+                             source, "weights in fp16 for bf16 inference", log)
     except SegmenterError as exc:
         log(f"[WARN] {exc}; using the fp32 model as it is")
         return model_path
-    return target
 
 
 def read_openvino(model_path: Path):

@@ -5,7 +5,6 @@ the ONNX engines, the checkpoint itself for torch-cuda, calibration windows for 
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ from .cache import cache_dir, exported_model
 from .data import read_image, view_windows
 from .engines import Engine, open_engine, require_window
 from .errors import SegmenterError
-from .journal import file_sha256
+from .files import content_key, file_sha256
 from .plan import ImagePlan, WindowConfig
 from .quantize import Calibration, static_int8
 from .variant import Variant
@@ -47,26 +46,47 @@ def calibration_from_images(paths: list[Path], cfg: WindowConfig, images: int = 
     chosen = spread(sorted(paths), images)
     if not chosen:
         raise SegmenterError("no images to calibrate static int8 on")
-    identity = hashlib.sha256(repr(([str(p) for p in chosen], cfg.to_json())).encode()).hexdigest()
-    return Calibration(f"{len(chosen)} images ({chosen[0]} ...) {identity[:12]}",
+    identity = content_key([file_sha256(p) for p in chosen], cfg.to_json(), MAX_CALIBRATION_WINDOWS)
+    return Calibration(f"{len(chosen)} images ({chosen[0]} ...) {identity}",
                        lambda: image_windows(chosen, cfg, MAX_CALIBRATION_WINDOWS))
 
 
-def onnx_input_shape(model: Path) -> tuple[int, ...]:
-    """(C, H, W) of one window as an exported ONNX model takes it (the batch axis dropped)."""
+def onnx_io(model: Path) -> tuple[tuple[int, ...], int]:
+    """(C, H, W) of one window as an exported ONNX model takes it (the batch axis dropped), and its class count K."""
     import onnx
 
-    dims = onnx.load(str(model), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
-    return tuple(d.dim_value for d in dims[1:])
+    try:
+        graph = onnx.load(str(model), load_external_data=False).graph
+        dims_in = graph.input[0].type.tensor_type.shape.dim
+        dims_out = graph.output[0].type.tensor_type.shape.dim
+    except Exception as exc:  # noqa: BLE001 - protobuf's decode errors have no common type
+        raise SegmenterError(f"{model}: not a readable ONNX model ({str(exc).splitlines()[0][:120]})") from None
+    if len(dims_in) != 4 or len(dims_out) != 4:
+        raise SegmenterError(f"{model}: expected input (N, 3, H, W) and output (N, K, H, W); export it with "
+                             "segmenter_pytorch2onnx.py")
+    return tuple(d.dim_value for d in dims_in[1:]), dims_out[1].dim_value
+
+
+def check_model_file(model: Path, cfg: WindowConfig, spec) -> None:
+    """An exported model handed to other processes (Ray actors) must take the run's windows and give the data
+    set's classes: checked here, before they start. A checkpoint is exported for the run, and an IR made from it."""
+    if model.suffix != ".onnx":
+        return
+    shape, n_cls = onnx_io(model)
+    require_window(shape[1:], cfg.window_size, model)
+    if n_cls != spec.n_cls:
+        raise SegmenterError(f"{model}: the model has {n_cls} classes but {spec.title} has {spec.n_cls}; is this "
+                             "the model of that data set?")
 
 
 def calibration_from_inputs(files: list[Path], model: Path, count: int = MAX_CALIBRATION_WINDOWS) -> Calibration:
     """Calibration on window files (.bin/.npy) of the file route, spread over the folder."""
     from .aisbench import read_input
 
-    item_shape = onnx_input_shape(model)
+    item_shape = onnx_io(model)[0]
     chosen = spread(files, count)
-    return Calibration(f"{len(chosen)} window files ({chosen[0]} ...)",
+    identity = content_key([file_sha256(f) for f in chosen], item_shape)
+    return Calibration(f"{len(chosen)} window files ({chosen[0]} ...) {identity}",
                        lambda: [read_input(f, item_shape)[0] for f in chosen])
 
 
@@ -99,13 +119,14 @@ def resolve_engine(model: Path, variant: Variant, cfg: WindowConfig, device: str
     """`auto` device and precision, measured on windows of the first probe image (once: cached)."""
     if "auto" not in (device, precision):
         return device, precision
+    choices = cache_dir("auto")  # an unusable cache is refused before anything is measured
     if not probe_images:
         raise SegmenterError("no image to measure the engines on")
     if model.suffix == ".onnx":  # before any engine is timed
-        require_window(onnx_input_shape(model)[1:], cfg.window_size, model)
+        require_window(onnx_io(model)[0][1:], cfg.window_size, model)
     probe = np.stack(image_windows(probe_images[:1], cfg, max(2, batch_size)))
     quiet = lambda *_: None  # noqa: E731
     return choose_engine(
         device, precision, lambda d, p: open_model(model, variant, cfg, d, p, threads, batch_size, calibration, quiet),
-        probe, batch_size, file_sha256(model), cache_dir() / "auto", torch_ok=model.suffix in (".pth", ".pt"),
+        probe, batch_size, file_sha256(model), choices, torch_ok=model.suffix in (".pth", ".pt"),
         calibration_ok=calibration is not None, log=log)

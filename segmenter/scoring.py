@@ -5,7 +5,6 @@ prediction all feed an ImageMerger window by window, then call score_image.
 """
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import numpy as np
 
 from .datasets import DatasetSpec
 from .errors import SegmenterError
+from .files import FileDigest
 from .metrics import ConfusionMatrix, iou_from_confusion, save_prediction_pngs
 from .plan import ImagePlan
 from .windows import WindowMerger, argmax_labels, resize_logits
@@ -105,11 +105,13 @@ def check_ground_truths(plans) -> None:
 
 @dataclass
 class ImageScore:
-    """One image's prediction and, where it has ground truth, its (K, K) confusion counts."""
+    """One image's prediction and, where it has ground truth, its (K, K) confusion counts and the digest of the
+    ground-truth file they were counted on."""
 
     plan: ImagePlan
     labels: np.ndarray | None
     confusion: np.ndarray | None
+    gt_digest: FileDigest | None = None
 
     @property
     def labelled_pixels(self) -> int:
@@ -121,16 +123,16 @@ def score_image(merger: ImageMerger, spec: DatasetSpec, gt_path: str | Path | No
     """Label map of a merged image; compared with its ground truth (read by the data set's rules) when given;
     prediction PNGs saved when asked."""
     labels = merger.labels()
-    confusion = None
+    confusion = digest = None
     if gt_path:
-        gt = spec.read_labels(gt_path, merger.plan.original_hw)
+        gt, digest = spec.load_labels(gt_path, merger.plan.original_hw)
         try:
             confusion = ConfusionMatrix.of_image(gt, labels, merger.n_cls)
         except ValueError as exc:
             raise SegmenterError(f"{gt_path}: {exc}") from None
     if pred_dir is not None:
         save_prediction_pngs(pred_dir, merger.plan.prefix, labels, spec)
-    return ImageScore(merger.plan, labels, confusion)
+    return ImageScore(merger.plan, labels, confusion, digest)
 
 
 @dataclass(frozen=True)
@@ -145,14 +147,20 @@ class ImageResult:
 
 
 class ScoreBook:
-    """The run's confusion matrix, a line per image, its worst images' predictions, and unlabelled images."""
+    """The run's confusion matrix, a line per image, the predictions of its worst images, and unlabelled images.
+
+    Predictions are kept only for the `keep_worst` worst images seen with one; images added by their counts
+    alone (resumed from a journal, or from a Ray actor that sent no picture) may be among the worst at the
+    end: `missing_pictures()` names them, and `add_picture` completes the gallery.
+    """
 
     def __init__(self, n_cls: int, keep_worst: int = 6) -> None:
         self.confusion = ConfusionMatrix(n_cls)
         self.unlabelled: list[str] = []
         self.results: list[ImageResult] = []
         self.keep_worst = keep_worst
-        self.worst: list[tuple[float, int, ImagePlan, np.ndarray]] = []  # max-heap by mIoU, as (-mIoU, ...)
+        self._by_prefix: dict[str, ImageResult] = {}
+        self._pictures: dict[str, tuple[ImagePlan, np.ndarray]] = {}
 
     @property
     def images(self) -> int:
@@ -173,17 +181,36 @@ class ScoreBook:
         else:
             miou = float(np.nanmean(iou_from_confusion(confusion)))
             accuracy = float(np.trace(confusion) / labelled)
-        self.results.append(ImageResult(name, prefix, miou, accuracy, labelled))
-        if self.keep_worst and labelled and plan is not None and labels is not None:
-            entry = (-miou, len(self.results), plan, labels)
-            if len(self.worst) < self.keep_worst:
-                heapq.heappush(self.worst, entry)
-            elif entry > self.worst[0]:
-                heapq.heapreplace(self.worst, entry)
+        result = ImageResult(name, prefix, miou, accuracy, labelled)
+        self.results.append(result)
+        self._by_prefix[prefix] = result
+        if plan is not None and labels is not None:
+            self.add_picture(plan, labels)
+
+    @staticmethod
+    def _rank(result: ImageResult) -> tuple[float, str]:
+        return result.mean_iou, result.name  # worst first
+
+    def add_picture(self, plan: ImagePlan, labels: np.ndarray) -> None:
+        """Keep an image's prediction if it is among the worst so far (its counts must have been added)."""
+        result = self._by_prefix.get(plan.prefix)
+        if not self.keep_worst or result is None or not result.labelled:
+            return
+        self._pictures[plan.prefix] = (plan, labels)
+        if len(self._pictures) > self.keep_worst:
+            best = max(self._pictures, key=lambda p: self._rank(self._by_prefix[p]))
+            del self._pictures[best]
+
+    def _worst(self) -> list[ImageResult]:
+        return sorted((r for r in self.results if r.labelled), key=self._rank)[:self.keep_worst]
+
+    def missing_pictures(self) -> list[str]:
+        """Prefixes of the worst images whose prediction is not kept."""
+        return [r.prefix for r in self._worst() if r.prefix not in self._pictures]
 
     def worst_images(self) -> list[tuple[float, ImagePlan, np.ndarray]]:
-        """(mIoU, plan, labels) of the kept worst images, worst first."""
-        return [(-m, plan, labels) for m, _, plan, labels in sorted(self.worst, reverse=True)]
+        """(mIoU, plan, labels) of the worst images whose prediction is kept, worst first."""
+        return [(r.mean_iou, *self._pictures[r.prefix]) for r in self._worst() if r.prefix in self._pictures]
 
     def check(self, log=print) -> ConfusionMatrix:
         """The confusion matrix, after saying which ground truths label nothing; none labelled is an error."""

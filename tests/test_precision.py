@@ -78,6 +78,36 @@ def test_auto_probes_once_per_machine_model_and_batch(two_engines, tmp_path, mon
     assert {"machine", "engines", "probed", "note"} <= set(record)
 
 
+DAMAGED_CHOICES = {
+    "empty": "",
+    "cut short": '{"device": "openvino", "precision": "in',
+    "a JSON list": '["openvino", "int8"]',
+    "a missing key": '{"device": "openvino", "precision": "int8", "note": "x", "probed": []}',
+    "an engine not installed": '{"device": "tensorrt", "precision": "fp16", "note": "x", "seconds_per_window": 0.1, '
+                               '"probed": []}',
+    "slower than fp32": '{"device": "cpu", "precision": "fp32", "note": "x", "seconds_per_window": 2.0, "probed": '
+                        '[{"device": "cpu", "precision": "fp32", "seconds_per_window": 1.2}, {"device": "openvino", '
+                        '"precision": "int8", "seconds_per_window": 3.0}, {"device": "openvino", "precision": "fp32", '
+                        '"seconds_per_window": 1.0}]}',
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGED_CHOICES)
+def test_damaged_cached_choice_is_measured_again(two_engines, tmp_path, monkeypatch, damage):
+    """What a crash or an edit leaves in the choice cache is treated as absent: measured again, and said so."""
+    opener, opened = two_engines
+    assert choose(opener, tmp_path, TIMES, monkeypatch) == ("openvino", "int8")
+    entry = next(tmp_path.glob("*.json"))
+    entry.write_text(DAMAGED_CHOICES[damage])
+    probed, said = len(opened), []
+    monkeypatch.setattr(autotune, "_probe", fake_probe(TIMES))
+    chosen = autotune.choose_engine("auto", "auto", opener, np.zeros((2, 3, 8, 8), np.float32), 2, "model-a",
+                                    tmp_path, calibration_ok=True, log=said.append)
+    assert chosen == ("openvino", "int8") and len(opened) == 2 * probed  # probed again
+    assert any("measuring again" in line and str(entry) in line for line in said), said
+    assert choose(opener, tmp_path, {}, monkeypatch) == chosen  # the new entry is whole again
+
+
 def test_explicit_choices_are_not_probed(two_engines, tmp_path):
     opener, opened = two_engines
     assert autotune.choose_engine("cpu", "fp32", opener, np.zeros((1, 3, 8, 8)), 1, "m", tmp_path) == ("cpu", "fp32")
@@ -126,15 +156,16 @@ def test_openvino_bf16_reads_fp16_weights(tiny, tmp_path, monkeypatch):
     folder, _, _, windows, reference = tiny
     out = open_engine(folder / "m.onnx", "openvino", "bf16", batch_size=4)(np.stack(windows))
     ir = fp16_ir(folder / "m.onnx", log=lambda _: None)
-    assert ir == folder / "m.fp16.xml" and ir.with_suffix(".bin").stat().st_size < (folder / "m.onnx").stat().st_size
+    assert ir.parent == folder and ir.name.startswith("m.fp16-") and ir.suffix == ".xml"
+    assert ir.with_suffix(".bin").stat().st_size < (folder / "m.onnx").stat().st_size
     weights = {op.get_output_element_type(0).get_type_name() for op in ov.Core().read_model(str(ir)).get_ops()
                if op.get_type_name() == "Constant" and op.get_output_size() and op.shape and len(op.shape) >= 2}
     assert "f16" in weights and "f32" not in weights  # matrices stored in half precision
     assert np.mean(out.argmax(1) == reference.argmax(1)) > 0.95 and np.abs(out - reference).mean() < 0.1
     (tmp_path / "m.onnx").write_bytes((folder / "m.onnx").read_bytes())
 
-    def unwritable(model, target, compress_to_fp16=True):
-        raise SegmenterError(f"{target}: cannot write the converted model here (Permission denied)")
+    def unwritable(model, path, compress_to_fp16=True):
+        raise SegmenterError(f"{path}: cannot write the converted model here (Permission denied)")
     monkeypatch.setattr(quantize, "save_ir", unwritable)
     said = []  # a folder it cannot write to: the fp32 model as it is, with a warning
     assert fp16_ir(tmp_path / "m.onnx", log=said.append) == tmp_path / "m.onnx" and "cannot write" in said[-1]

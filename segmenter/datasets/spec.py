@@ -9,6 +9,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import SegmenterError
+from ..files import FileDigest, read_digested
 
 IGNORE_INDEX = 255  # train id of pixels that are not scored
 
@@ -59,25 +60,34 @@ class DatasetSpec:
     def samples(self, data_root: str | Path, split: str | None = None) -> list[Sample]:
         return self.list_samples(Path(data_root), self.split_name(split))
 
-    def read_labels(self, path: str | Path, hw: tuple[int, int]) -> np.ndarray:
-        """(H, W) uint8 train ids of a label file (255 = ignore); it must have the image's size."""
-        labels = read_label_file(path)
-        if labels.shape != tuple(hw):
+    def load_labels(self, path: str | Path, hw: tuple[int, int] | None = None) -> tuple[np.ndarray, FileDigest]:
+        """(H, W) uint8 train ids of a label file (255 = ignore), which must have the image's size `hw` when
+        given, and the digest of the bytes read."""
+        data, digest = read_digested(path)
+        labels = decode_label_file(data, path)
+        if hw is not None and labels.shape != tuple(hw):
             raise SegmenterError(f"{path}: ground truth is {labels.shape[0]}x{labels.shape[1]} but its image is "
                                  f"{hw[0]}x{hw[1]}")
-        return self.to_train_ids(labels, Path(path))
+        return self.to_train_ids(labels, Path(path)), digest
+
+    def read_labels(self, path: str | Path, hw: tuple[int, int]) -> np.ndarray:
+        """(H, W) uint8 train ids of a label file (255 = ignore); it must have the image's size."""
+        return self.load_labels(path, hw)[0]
 
 
 def read_label_file(path: str | Path) -> np.ndarray:
     """A single-channel label PNG as stored (palette PNGs as their indices), read through Python."""
+    return decode_label_file(read_digested(path)[0], path)
+
+
+def decode_label_file(data: bytes, path: str | Path) -> np.ndarray:
+    """A label image's bytes as stored values (palette PNGs as their indices); `path` names it in errors."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(BytesIO(Path(path).read_bytes())) as image:
+        with Image.open(BytesIO(data)) as image:
             labels = np.asarray(image)
-    except OSError as exc:
-        raise SegmenterError(f"{path}: cannot be read ({exc.strerror})") from None
-    except (UnidentifiedImageError, ValueError, SyntaxError):
+    except (UnidentifiedImageError, ValueError, SyntaxError, OSError):
         raise SegmenterError(f"{path}: cannot be decoded as a label image") from None
     if labels.ndim != 2:
         raise SegmenterError(f"{path}: expected a single-channel label PNG, got shape {labels.shape}")
