@@ -20,16 +20,22 @@ from segmenter.cli import (
     positive_int,
     views_from_args,
 )
-from segmenter.config import describe, resolve_dataset, window_config
-from segmenter.data import sample_census
+from segmenter.data.images import sample_census
+from segmenter.data.settings import describe, resolve_dataset, window_config
+from segmenter.engines.runtime import (
+    calibration_from_images,
+    check_model_file,
+    open_model,
+    prepared_model,
+    resolve_engine,
+)
 from segmenter.errors import run_cli
-from segmenter.evaluate import Route, check_outputs, evaluate_dataset, open_journal
+from segmenter.evaluation.evaluate import Route, check_outputs, evaluate_dataset, open_journal
+from segmenter.evaluation.journal import evaluation_fingerprint
+from segmenter.evaluation.metrics import format_report, write_metrics
 from segmenter.files import ensure_writable_dir, ensure_writable_file, refuse_overwrite
-from segmenter.journal import evaluation_fingerprint
-from segmenter.metrics import format_report, write_metrics
-from segmenter.report import write_report
-from segmenter.runtime import calibration_from_images, check_model_file, open_model, prepared_model, resolve_engine
-from segmenter.variant import load_variant, variant_beside
+from segmenter.model.variant import load_variant, variant_beside
+from segmenter.outputs.report import write_report
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

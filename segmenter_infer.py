@@ -10,12 +10,12 @@ import argparse
 import time
 from pathlib import Path
 
-from segmenter.aisbench import list_inputs, run_benchmark
 from segmenter.cli import ArgumentParser, non_negative_int, positive_int
-from segmenter.engines import DEVICES, PRECISIONS, open_engine
+from segmenter.engines.backends import DEVICES, PRECISIONS, open_engine
+from segmenter.engines.runtime import calibration_from_inputs
 from segmenter.errors import SegmenterError, run_cli
+from segmenter.fileroute.aisbench import list_inputs, run_benchmark
 from segmenter.files import ensure_writable_dir
-from segmenter.runtime import calibration_from_inputs
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -6,13 +6,13 @@ import argparse
 from pathlib import Path
 
 from segmenter.cli import ArgumentParser
-from segmenter.datasets import dataset_spec
+from segmenter.data.datasets import dataset_spec
 from segmenter.errors import run_cli
+from segmenter.evaluation.metrics import format_report, write_metrics
+from segmenter.fileroute.manifest import manifest_beside
+from segmenter.fileroute.postprocess import run_postprocess
 from segmenter.files import ensure_writable_dir, ensure_writable_file, refuse_overwrite
-from segmenter.manifest import manifest_beside
-from segmenter.metrics import format_report, write_metrics
-from segmenter.postprocess import run_postprocess
-from segmenter.report import write_report
+from segmenter.outputs.report import write_report
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -25,12 +25,12 @@ from segmenter.cli import (
     positive_int,
     views_from_args,
 )
-from segmenter.config import describe, resolve_dataset, window_config
+from segmenter.data.settings import describe, resolve_dataset, window_config
+from segmenter.engines.runtime import calibration_from_images, open_model, resolve_engine
 from segmenter.errors import SegmenterError, run_cli
 from segmenter.files import ensure_writable_dir
-from segmenter.predict import SAVE_KINDS, check_memory_of, check_outputs, collect_sources, run_predict
-from segmenter.runtime import calibration_from_images, open_model, resolve_engine
-from segmenter.variant import load_variant, variant_beside
+from segmenter.model.variant import load_variant, variant_beside
+from segmenter.outputs.predict import SAVE_KINDS, check_memory_of, check_outputs, collect_sources, run_predict
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -14,12 +14,12 @@ from segmenter.cli import (
     positive_int,
     views_from_args,
 )
-from segmenter.config import describe, resolve_dataset, window_config
+from segmenter.data.settings import describe, resolve_dataset, window_config
 from segmenter.errors import run_cli
+from segmenter.fileroute.manifest import manifest_beside
+from segmenter.fileroute.preprocess import run_preprocess
 from segmenter.files import refuse_overwrite
-from segmenter.manifest import manifest_beside
-from segmenter.preprocess import run_preprocess
-from segmenter.variant import load_variant
+from segmenter.model.variant import load_variant
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

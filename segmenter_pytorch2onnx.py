@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from segmenter.checkpoint import load_model
 from segmenter.cli import ArgumentParser, non_negative_float, positive_int
 from segmenter.errors import run_cli
-from segmenter.export import DEFAULT_OPSET, EXPORT_TOLERANCE, export_onnx
 from segmenter.files import ensure_writable_file, refuse_overwrite
+from segmenter.model.checkpoint import load_model
+from segmenter.model.export import DEFAULT_OPSET, EXPORT_TOLERANCE, export_onnx
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

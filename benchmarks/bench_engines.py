@@ -16,21 +16,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from segmenter.autotune import choose_engine, machine_id
-from segmenter.cache import cache_dir
-from segmenter.checkpoint import load_model, write_random_checkpoint
 from segmenter.cli import ArgumentParser
-from segmenter.config import resolve_dataset, window_config
-from segmenter.engines import ENGINE_PRECISIONS, available_devices, cpu_has_bf16, open_engine
-from segmenter.evaluate import sample_job, with_prefixes
-from segmenter.export import export_onnx
-from segmenter.metrics import ConfusionMatrix, compute_scores
-from segmenter.model import set_fused_attention
-from segmenter.pipeline import run_pipeline
-from segmenter.quantize import Calibration
-from segmenter.runtime import calibration_from_images
+from segmenter.data.settings import resolve_dataset, window_config
+from segmenter.engines.autotune import choose_engine, machine_id
+from segmenter.engines.backends import ENGINE_PRECISIONS, available_devices, cpu_has_bf16, open_engine
+from segmenter.engines.quantize import Calibration
+from segmenter.engines.runtime import calibration_from_images
+from segmenter.evaluation.evaluate import sample_job, with_prefixes
+from segmenter.evaluation.metrics import ConfusionMatrix, compute_scores
+from segmenter.evaluation.pipeline import run_pipeline
+from segmenter.model.cache import cache_dir
+from segmenter.model.checkpoint import load_model, write_random_checkpoint
+from segmenter.model.export import export_onnx
+from segmenter.model.network import set_fused_attention
+from segmenter.model.variant import ModelConfig, load_variant
 from segmenter.system import cpu_threads
-from segmenter.variant import ModelConfig, load_variant
 
 ROOT = Path(__file__).resolve().parents[1]
 LARGER = "models/demo-s384"  # under the cache folder: the larger trained model (see --larger)

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from segmenter.checkpoint import load_model, write_random_checkpoint
 from segmenter.cli import ArgumentParser
-from segmenter.torch_engine import TorchEngine
+from segmenter.engines.torch_engine import TorchEngine
+from segmenter.model.checkpoint import load_model, write_random_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 SEG_L_TFLOP = 2.08  # per 768x768 window (1.04 T multiply-adds)
@@ -43,9 +43,9 @@ def bf16_peak(n: int = 8192) -> float:
 
 def demo_agreement() -> dict[str, float]:
     """Share of the demo model's predicted pixels on generated scenes equal to fp32's, per precision."""
-    from segmenter.config import resolve_dataset, window_config
-    from segmenter.runtime import image_windows
-    from segmenter.variant import load_variant
+    from segmenter.data.settings import resolve_dataset, window_config
+    from segmenter.engines.runtime import image_windows
+    from segmenter.model.variant import load_variant
 
     demo = ROOT / "models" / "demo" / "checkpoint.pth"
     variant = load_variant(demo.with_name("variant.yml"))
@@ -95,8 +95,8 @@ def main() -> None:
         if not wanted:
             print(f"onnxruntime {ort.__version__}: no GPU provider installed (TensorRT/CUDA rows not measured)")
             return
-        from segmenter.engines import open_engine
-        from segmenter.export import export_onnx
+        from segmenter.engines.backends import open_engine
+        from segmenter.model.export import export_onnx
 
         net, _ = load_model(ckpt)
         export_onnx(net, Path(tmp) / "m.onnx", (args.window, args.window), log=lambda _: None)

@@ -22,7 +22,7 @@ ANCHORS = [(0, 0), (0, 736), (0, 1280), (256, 0), (256, 736), (256, 1280)]
 STREAMED = """
 import sys, time, json
 from pathlib import Path
-from segmenter.postprocess import run_postprocess
+from segmenter.fileroute.postprocess import run_postprocess
 t = time.perf_counter()
 run_postprocess(Path({result!r}), Path({gt!r}), log=lambda _: None)
 hwm = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024
@@ -32,11 +32,11 @@ print(json.dumps({{"seconds": time.perf_counter() - t, "peak_mb": hwm}}))
 GUIDE_STYLE = """
 import sys, time, json
 from pathlib import Path
-from segmenter.datasets.cityscapes import SPEC as CITYSCAPES
-from segmenter.manifest import read_layout
-from segmenter.metrics import ConfusionMatrix
-from segmenter.postprocess import read_output
-from segmenter.scoring import ImageMerger, score_image
+from segmenter.data.datasets.cityscapes import SPEC as CITYSCAPES
+from segmenter.fileroute.manifest import read_layout
+from segmenter.evaluation.metrics import ConfusionMatrix
+from segmenter.fileroute.postprocess import read_output
+from segmenter.evaluation.scoring import ImageMerger, score_image
 t = time.perf_counter()
 layout = read_layout(Path({gt!r}), log=lambda _: None)
 result = Path({result!r})

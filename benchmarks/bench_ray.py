@@ -16,16 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
-from segmenter.checkpoint import load_model, write_random_checkpoint
 from segmenter.cli import ArgumentParser
-from segmenter.config import resolve_dataset, window_config
-from segmenter.distributed import ray_evaluate, start_ray
-from segmenter.engines import open_engine
-from segmenter.evaluate import stream_evaluate, with_prefixes
-from segmenter.export import export_onnx
-from segmenter.plan import MULTISCALE_RATIOS, ImagePlan, WindowConfig, make_views
-from segmenter.runtime import resolve_engine
-from segmenter.variant import load_variant
+from segmenter.data.plan import MULTISCALE_RATIOS, ImagePlan, WindowConfig, make_views
+from segmenter.data.settings import resolve_dataset, window_config
+from segmenter.engines.backends import open_engine
+from segmenter.engines.runtime import resolve_engine
+from segmenter.evaluation.distributed import ray_evaluate, start_ray
+from segmenter.evaluation.evaluate import stream_evaluate, with_prefixes
+from segmenter.model.checkpoint import load_model, write_random_checkpoint
+from segmenter.model.export import export_onnx
+from segmenter.model.variant import load_variant
 
 QUIET = lambda *_: None  # noqa: E731
 

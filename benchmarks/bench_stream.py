@@ -19,11 +19,11 @@ PURE = """
 import sys, time, json
 import numpy as np
 from pathlib import Path
-from segmenter.config import resolve_dataset, window_config
-from segmenter.data import read_image
-from segmenter.runtime import calibration_from_images, open_model
-from segmenter.plan import ImagePlan
-from segmenter.variant import load_variant
+from segmenter.data.settings import resolve_dataset, window_config
+from segmenter.data.images import read_image
+from segmenter.engines.runtime import calibration_from_images, open_model
+from segmenter.data.plan import ImagePlan
+from segmenter.model.variant import load_variant
 variant = load_variant({variant!r})
 spec = resolve_dataset(variant)
 cfg = window_config(variant, spec, window_stride={stride})
@@ -44,10 +44,10 @@ STREAM = """
 import sys, time, json
 import numpy as np
 from pathlib import Path
-from segmenter.config import resolve_dataset, window_config
-from segmenter.evaluate import stream_evaluate
-from segmenter.runtime import calibration_from_images, open_model
-from segmenter.variant import load_variant
+from segmenter.data.settings import resolve_dataset, window_config
+from segmenter.evaluation.evaluate import stream_evaluate
+from segmenter.engines.runtime import calibration_from_images, open_model
+from segmenter.model.variant import load_variant
 variant = load_variant({variant!r})
 spec = resolve_dataset(variant)
 cfg = window_config(variant, spec, window_stride={stride})
@@ -80,9 +80,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1, help="Windows per engine call. Default: 1.")
     parser.add_argument("--stride", type=int, default=736, help="Window stride. Default: 736 (6 windows/image).")
     args = parser.parse_args()
-    from segmenter.checkpoint import load_model, write_random_checkpoint
-    from segmenter.export import export_onnx
-    from segmenter.fakecity import write_split
+    from segmenter.demo.scenes import write_split
+    from segmenter.model.checkpoint import load_model, write_random_checkpoint
+    from segmenter.model.export import export_onnx
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -92,10 +92,10 @@ def main() -> None:
         export_onnx(model, tmp / "model.onnx", (768, 768), log=lambda _: None)
         del model
         if any(pair.endswith(":int8") for pair in args.engines if pair.startswith("openvino")):
-            from segmenter.config import resolve_dataset, window_config
-            from segmenter.quantize import static_int8
-            from segmenter.runtime import calibration_from_images
-            from segmenter.variant import load_variant
+            from segmenter.data.settings import resolve_dataset, window_config
+            from segmenter.engines.quantize import static_int8
+            from segmenter.engines.runtime import calibration_from_images
+            from segmenter.model.variant import load_variant
 
             variant = load_variant(tmp / "model" / "variant.yml")
             spec = resolve_dataset(variant)

@@ -79,7 +79,7 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_dataset_flag(parser: argparse.ArgumentParser) -> None:
-    from .datasets import DATASETS
+    from .data.datasets import DATASETS
 
     parser.add_argument("--dataset", choices=list(DATASETS), default=None,
                         help="Data set: layout, classes, palette and label conventions. Default: the variant's "
@@ -88,7 +88,7 @@ def add_dataset_flag(parser: argparse.ArgumentParser) -> None:
 
 def add_engine_flags(parser: argparse.ArgumentParser) -> None:
     """--device, --precision (auto by default), calibration, --batch-size, --workers and --threads."""
-    from .engines import DEVICES, PRECISIONS
+    from .engines.backends import DEVICES, PRECISIONS
 
     parser.add_argument("--device", default="auto",
                         help=f"Engine: auto (measured, see --precision) or one of {', '.join(DEVICES)}. Default: auto.")
@@ -124,7 +124,7 @@ def add_view_flags(parser: argparse.ArgumentParser) -> None:
 
 def views_from_args(args: argparse.Namespace):
     """The views the flags ask for."""
-    from .plan import MULTISCALE_RATIOS, make_views
+    from .data.plan import MULTISCALE_RATIOS, make_views
 
     if args.multiscale:
         if args.scales:
@@ -138,7 +138,7 @@ def views_from_args(args: argparse.Namespace):
 
 def add_calibration_flags(parser: argparse.ArgumentParser) -> None:
     """--calibration and --calibration-dir: the images static int8 (openvino) is calibrated on."""
-    from .runtime import CALIBRATION_IMAGES
+    from .engines.runtime import CALIBRATION_IMAGES
 
     parser.add_argument("--calibration", type=positive_int, default=CALIBRATION_IMAGES, metavar="N",
                         help="Images whose windows calibrate static int8 (openvino), spread over the data. "
@@ -153,7 +153,7 @@ def calibration_images(args: argparse.Namespace, data_images: list) -> list:
         return list(data_images)
     from pathlib import Path
 
-    from .predict import IMAGE_SUFFIXES
+    from .outputs.predict import IMAGE_SUFFIXES
 
     folder = Path(args.calibration_dir)
     found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []

@@ -41,7 +41,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) ->
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A tiny released-format mask-transformer checkpoint (random weights), 64x64 windows, 19 classes."""
-    from segmenter.checkpoint import write_random_checkpoint
+    from segmenter.model.checkpoint import write_random_checkpoint
 
     return write_random_checkpoint(tmp_path_factory.mktemp("tiny"), "tiny", seed=1)
 

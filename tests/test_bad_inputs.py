@@ -21,7 +21,7 @@ import pytest
 import yaml
 from conftest import assert_one_line_error, bash_script, plain_miou, put_cityscapes_image, run_script
 
-from segmenter.datasets.cityscapes import LABEL_IDS as CITYSCAPES_LABEL_IDS
+from segmenter.data.datasets.cityscapes import LABEL_IDS as CITYSCAPES_LABEL_IDS
 
 STEM = "lindau_000000_000001_leftImg8bit"  # the second generated image: 3 windows of 64 at stride 32
 OUT = STEM + "_{k}_0.bin"
@@ -464,8 +464,8 @@ def random_bytes_checkpoint(w):
 
 @case("{w}/model/checkpoint.pth", "damaged or not a torch checkpoint")
 def damaged_pickle_checkpoint(w):
-    from segmenter.checkpoint import read_state_dict
     from segmenter.errors import SegmenterError
+    from segmenter.model.checkpoint import read_state_dict
 
     path = w / "model" / "checkpoint.pth"
     for seed in range(50):  # random bytes fail at many places in an unpickler: each must give this error
@@ -508,7 +508,7 @@ def variant_without_normalization(w):
 
 def as_dataset(w: Path, name: str) -> None:
     """Make the variant one of `name` (class count included); enough for preprocess, which loads no weights."""
-    from segmenter.datasets import dataset_spec
+    from segmenter.data.datasets import dataset_spec
 
     edit_variant(w, lambda d: [d["dataset_kwargs"].__setitem__("dataset", name),
                                d["net_kwargs"].__setitem__("n_cls", dataset_spec(name).n_cls)])
@@ -522,7 +522,7 @@ def data_root_without_the_data_set(w):
 
 @case("{w}/data/VOCdevkit/VOC2010/JPEGImages/2008_999999.jpg", "image of 2008_999999", "line 3 of")
 def pascal_split_list_naming_a_missing_image(w):
-    from segmenter.datasets import dataset_spec
+    from segmenter.data.datasets import dataset_spec
 
     as_dataset(w, "pascal_context")
     dataset_spec("pascal_context").write_fake(w / "data", "val", 2, (40, 60))
@@ -533,7 +533,7 @@ def pascal_split_list_naming_a_missing_image(w):
 
 @case("ADE_val_00000002.png", "holds value 200, above the 150 classes of ADE20K")
 def ade_annotation_above_150(w):
-    from segmenter.datasets import dataset_spec
+    from segmenter.data.datasets import dataset_spec
 
     dataset_spec("ade20k").write_fake(w / "ade", "validation", 2, (40, 60))
     annotation = w / "ade" / "ADEChallengeData2016" / "annotations" / "validation" / "ADE_val_00000002.png"
@@ -645,8 +645,8 @@ def ray_error_inside_an_actor(w):  # found only when an actor reads the labels: 
 
 @case("{w}/m48.onnx", "48x48", "64x64")
 def ray_onnx_of_another_window(w):
-    from segmenter.checkpoint import load_model
-    from segmenter.export import export_onnx
+    from segmenter.model.checkpoint import load_model
+    from segmenter.model.export import export_onnx
 
     export_onnx(load_model(w / "model" / "checkpoint.pth")[0], w / "m48.onnx", (48, 48), log=lambda _: None)
     return evaluate(w, "--ray", model="m48.onnx")
@@ -948,7 +948,7 @@ def test_perf_csv_mode_and_venv(done, tmp_path):
 
 def resign(line: str, edit) -> str:
     """A journal line edited as a careful forger would: its checksum recomputed."""
-    from segmenter.journal import _signed
+    from segmenter.evaluation.journal import _signed
 
     doc = json.loads(line)
     doc.pop("check")

@@ -13,12 +13,12 @@ import yaml
 from conftest import plain_miou, run_script
 from PIL import Image
 
-from segmenter.checkpoint import load_model, write_random_checkpoint
-from segmenter.data import view_windows
-from segmenter.datasets import DATASETS, dataset_spec
-from segmenter.plan import MULTISCALE_RATIOS, ImagePlan, WindowConfig, make_views
-from segmenter.scoring import ImageMerger
-from segmenter.variant import NORMALIZATIONS
+from segmenter.data.datasets import DATASETS, dataset_spec
+from segmenter.data.images import view_windows
+from segmenter.data.plan import MULTISCALE_RATIOS, ImagePlan, WindowConfig, make_views
+from segmenter.evaluation.scoring import ImageMerger
+from segmenter.model.checkpoint import load_model, write_random_checkpoint
+from segmenter.model.variant import NORMALIZATIONS
 
 # ----------------------------------------------------------------------------- multi-scale parity
 

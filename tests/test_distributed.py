@@ -105,11 +105,11 @@ def test_stopped_runs_resume_on_both_routes(setup, reference, tmp_path):
 
 def test_a_killed_actor_is_restarted_and_its_images_redone(setup, reference, tmp_path):
     """Fault injected: an actor kills its own process the first time it has scored two images."""
-    from segmenter.config import resolve_dataset, window_config
-    from segmenter.distributed import RayScorer, ray_evaluate
-    from segmenter.evaluate import with_prefixes
-    from segmenter.metrics import compute_scores
-    from segmenter.variant import load_variant
+    from segmenter.data.settings import resolve_dataset, window_config
+    from segmenter.evaluation.distributed import RayScorer, ray_evaluate
+    from segmenter.evaluation.evaluate import with_prefixes
+    from segmenter.evaluation.metrics import compute_scores
+    from segmenter.model.variant import load_variant
 
     marker = tmp_path / "killed_once"
 

@@ -8,9 +8,9 @@ import pytest
 import yaml
 from conftest import assert_one_line_error, run_script
 
-from segmenter.checkpoint import load_model
-from segmenter.engines import available_devices, open_engine
-from segmenter.export import export_onnx
+from segmenter.engines.backends import available_devices, open_engine
+from segmenter.model.checkpoint import load_model
+from segmenter.model.export import export_onnx
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_window_size_mismatch(files_route, tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory):
-    from segmenter.checkpoint import write_random_checkpoint
+    from segmenter.model.checkpoint import write_random_checkpoint
 
     folder = tmp_path_factory.mktemp("engines")
     model, _ = load_model(write_random_checkpoint(folder, "tiny", seed=9))
@@ -97,7 +97,7 @@ def test_engines_agree_with_onnxruntime_fp32(tiny_onnx, device, precision, toler
     if device not in available_devices():
         pytest.skip(f"{device} engine not installed")
     if precision == "bf16":
-        from segmenter.engines import cpu_has_bf16
+        from segmenter.engines.backends import cpu_has_bf16
 
         if not cpu_has_bf16():
             pytest.skip("no bf16 instructions on this CPU")

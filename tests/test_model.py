@@ -7,8 +7,8 @@ import pytest
 import torch
 from conftest import GOLDEN, GOLDEN_CASES, run_script
 
-from segmenter.checkpoint import load_model
-from segmenter.model import set_fused_attention
+from segmenter.model.checkpoint import load_model
+from segmenter.model.network import set_fused_attention
 
 
 def golden_inputs(case: str) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -109,7 +109,7 @@ def test_seg_large_cityscapes_shape_builds_and_exports(tmp_path):
 
 
 def test_decoder_names_match_builders():
-    from segmenter.model import DECODERS
-    from segmenter.variant import DECODER_NAMES
+    from segmenter.model.network import DECODERS
+    from segmenter.model.variant import DECODER_NAMES
 
     assert set(DECODERS) == set(DECODER_NAMES)

@@ -12,10 +12,10 @@ import torch.nn.functional as F
 import yaml
 from conftest import GOLDEN, GOLDEN_CASES, plain_miou, run_script
 
-from segmenter.checkpoint import load_model
-from segmenter.fakecity import write_split
-from segmenter.variant import NORMALIZATIONS
-from segmenter.windows import WindowMerger, cut_windows, window_anchors
+from segmenter.data.windows import WindowMerger, cut_windows, window_anchors
+from segmenter.demo.scenes import write_split
+from segmenter.model.checkpoint import load_model
+from segmenter.model.variant import NORMALIZATIONS
 
 N_IMAGES = 3
 IMAGE_HW = (100, 200)  # resized to fit (2*48, 48), then raised to the 64 window: both resize steps run
@@ -134,7 +134,7 @@ def test_infer_layout_and_summary(chain):
 def test_infer_pure_inference_prints_throughput():
     import tempfile
 
-    from segmenter.checkpoint import write_random_checkpoint
+    from segmenter.model.checkpoint import write_random_checkpoint
     with tempfile.TemporaryDirectory() as tmp:
         write_random_checkpoint(tmp, "tiny")
         proc = run_script("segmenter_pytorch2onnx.py", "-c", f"{tmp}/checkpoint.pth", "-o", f"{tmp}/m.onnx")
@@ -206,7 +206,7 @@ def test_sliding_window_matches_golden(case):
 
 
 def test_window_anchor_rule():
-    from segmenter.windows import axis_anchors
+    from segmenter.data.windows import axis_anchors
 
     assert axis_anchors(1024, 768, 736) == [0, 256]
     assert axis_anchors(2048, 768, 736) == [0, 736, 1280]  # the guide's 6 windows

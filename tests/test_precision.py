@@ -8,13 +8,13 @@ import pytest
 import yaml
 from conftest import run_script
 
-import segmenter.autotune as autotune
-import segmenter.quantize as quantize
-from segmenter.checkpoint import load_model, write_random_checkpoint
-from segmenter.engines import cpu_has_bf16, open_engine
+import segmenter.engines.autotune as autotune
+import segmenter.engines.quantize as quantize
+from segmenter.engines.backends import cpu_has_bf16, open_engine
+from segmenter.engines.quantize import Calibration, fp16_ir, static_int8
 from segmenter.errors import SegmenterError
-from segmenter.export import export_onnx
-from segmenter.quantize import Calibration, fp16_ir, static_int8
+from segmenter.model.checkpoint import load_model, write_random_checkpoint
+from segmenter.model.export import export_onnx
 
 
 class FakeEngine:
@@ -172,7 +172,7 @@ def test_openvino_bf16_reads_fp16_weights(tiny, tmp_path, monkeypatch):
 
 
 def test_torch_engine_equals_onnxruntime(tiny):
-    from segmenter.torch_engine import TorchEngine
+    from segmenter.engines.torch_engine import TorchEngine
 
     _, ckpt, variant, windows, reference = tiny
     fp32 = TorchEngine(ckpt, variant, "cpu", "fp32")(np.stack(windows))

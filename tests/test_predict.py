@@ -11,7 +11,7 @@ import pytest
 from conftest import run_script
 from PIL import Image
 
-from segmenter.visualize import MARGIN, TITLE
+from segmenter.outputs.visualize import MARGIN, TITLE
 
 ALL_OUTPUTS = ("labels", "labelIds", "color", "overlay")
 

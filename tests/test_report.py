@@ -14,8 +14,8 @@ import pytest
 import yaml
 from conftest import run_script
 
-from segmenter.datasets.cityscapes import CLASSES
-from segmenter.visualize import MARGIN, TITLE
+from segmenter.data.datasets.cityscapes import CLASSES
+from segmenter.outputs.visualize import MARGIN, TITLE
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",

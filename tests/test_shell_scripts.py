@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from conftest import bash_script as bash
 
-from segmenter.checkpoint import write_random_checkpoint
+from segmenter.model.checkpoint import write_random_checkpoint
 
 
 @pytest.fixture(scope="module")
 def onnx_model(tmp_path_factory) -> Path:
-    from segmenter.checkpoint import load_model
-    from segmenter.export import export_onnx
+    from segmenter.model.checkpoint import load_model
+    from segmenter.model.export import export_onnx
 
     folder = tmp_path_factory.mktemp("shell")
     model, _ = load_model(write_random_checkpoint(folder, "tiny"))
@@ -61,7 +61,7 @@ def test_perf_missing_model(tmp_path):
 
 
 def test_perf_projects_the_data_set_time(onnx_model, tmp_path):
-    from segmenter.datasets import dataset_spec
+    from segmenter.data.datasets import dataset_spec
 
     dataset_spec("cityscapes").write_fake(tmp_path / "data", "val", 2, (100, 200))
     variant = onnx_model.parent / "variant.yml"

@@ -8,16 +8,16 @@ from conftest import put_cityscapes_image
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from segmenter.aisbench import list_inputs, run_benchmark
-from segmenter.checkpoint import load_model, write_random_checkpoint
-from segmenter.datasets.cityscapes import SPEC as CITYSCAPES
-from segmenter.engines import open_engine
+from segmenter.data.datasets.cityscapes import SPEC as CITYSCAPES
+from segmenter.data.plan import MAX_WINDOWS_PER_IMAGE, ImagePlan, View, WindowConfig
+from segmenter.engines.backends import open_engine
 from segmenter.errors import SegmenterError
-from segmenter.evaluate import stream_evaluate
-from segmenter.export import export_onnx
-from segmenter.plan import MAX_WINDOWS_PER_IMAGE, ImagePlan, View, WindowConfig
-from segmenter.postprocess import run_postprocess
-from segmenter.preprocess import run_preprocess
+from segmenter.evaluation.evaluate import stream_evaluate
+from segmenter.fileroute.aisbench import list_inputs, run_benchmark
+from segmenter.fileroute.postprocess import run_postprocess
+from segmenter.fileroute.preprocess import run_preprocess
+from segmenter.model.checkpoint import load_model, write_random_checkpoint
+from segmenter.model.export import export_onnx
 
 
 def covered(length: int, starts: list[int], window: int) -> np.ndarray:

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from segmenter.cli import ArgumentParser, positive_int
-from segmenter.datasets import DATASETS, dataset_spec
+from segmenter.data.datasets import DATASETS, dataset_spec
 from segmenter.errors import SegmenterError, run_cli
 
 

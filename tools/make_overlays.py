@@ -6,14 +6,14 @@ import argparse
 from pathlib import Path
 
 from segmenter.cli import ArgumentParser
-from segmenter.data import read_image
-from segmenter.datasets import DATASETS, DatasetSpec, dataset_spec
-from segmenter.datasets.spec import read_label_file
+from segmenter.data.datasets import DATASETS, DatasetSpec, dataset_spec
+from segmenter.data.datasets.spec import read_label_file
+from segmenter.data.images import read_image
+from segmenter.data.plan import assign_prefixes
 from segmenter.errors import SegmenterError, run_cli
-from segmenter.manifest import manifest_beside, read_manifest
-from segmenter.metrics import write_png
-from segmenter.plan import assign_prefixes
-from segmenter.visualize import overlay_picture
+from segmenter.evaluation.metrics import write_png
+from segmenter.fileroute.manifest import manifest_beside, read_manifest
+from segmenter.outputs.visualize import overlay_picture
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from segmenter.checkpoint import SIZES, write_random_checkpoint
 from segmenter.cli import ArgumentParser
-from segmenter.datasets import DATASETS, dataset_spec
+from segmenter.data.datasets import DATASETS, dataset_spec
 from segmenter.errors import run_cli
-from segmenter.variant import DECODER_NAMES, NORMALIZATIONS
+from segmenter.model.checkpoint import SIZES, write_random_checkpoint
+from segmenter.model.variant import DECODER_NAMES, NORMALIZATIONS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -16,17 +16,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from segmenter.checkpoint import make_variant_dict, save_released_format
 from segmenter.cli import ArgumentParser
-from segmenter.data import view_windows
-from segmenter.datasets.cityscapes import SPEC as CITYSCAPES
+from segmenter.data.datasets.cityscapes import SPEC as CITYSCAPES
+from segmenter.data.images import view_windows
+from segmenter.data.plan import ImagePlan, WindowConfig
+from segmenter.demo.scenes import draw_street_scene
 from segmenter.errors import run_cli
-from segmenter.fakecity import draw_street_scene
-from segmenter.metrics import ConfusionMatrix, compute_scores
-from segmenter.model import Segmenter
-from segmenter.plan import ImagePlan, WindowConfig
-from segmenter.scoring import ImageMerger
-from segmenter.variant import NORMALIZATIONS, parse_variant
+from segmenter.evaluation.metrics import ConfusionMatrix, compute_scores
+from segmenter.evaluation.scoring import ImageMerger
+from segmenter.model.checkpoint import make_variant_dict, save_released_format
+from segmenter.model.network import Segmenter
+from segmenter.model.variant import NORMALIZATIONS, parse_variant
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -1,0 +1,1 @@
+"""What goes into the network: data-set specs, images and their views, window plans, a run's settings."""

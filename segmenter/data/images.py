@@ -1,0 +1,139 @@
+"""Reading images, and the image pipeline of the guide's preprocess: resize, normalize, flip, raise, cut."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from ..errors import SegmenterError
+from ..files import FileDigest, read_digested
+from ..model.variant import NORMALIZATIONS
+from ..system import check_memory
+from .plan import ImagePlan, View, WindowConfig
+from .windows import cut_windows
+
+
+def decode_image(data: bytes, path: str | Path, flags: int = cv2.IMREAD_COLOR, what: str = "an image") -> np.ndarray:
+    """Decode a file's bytes with OpenCV (the path only names it in errors)."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), flags) if data else None
+    if image is None:
+        raise SegmenterError(f"{path}: cannot be decoded as {what}")
+    return image
+
+
+def load_image(path: str | Path) -> tuple[np.ndarray, FileDigest]:
+    """(H, W, 3) uint8 BGR, and the digest of the bytes it was decoded from."""
+    data, digest = read_digested(path)
+    return decode_image(data, path), digest
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """(H, W, 3) uint8 BGR."""
+    return load_image(path)[0]
+
+
+def preprocess_view(bgr: np.ndarray, layout_resized: tuple[int, int], canvas: tuple[int, int], view: View,
+                    normalization: str) -> np.ndarray:
+    """(H, W, 3) uint8 BGR -> (3, h, w) float32 normalized RGB on one view's canvas.
+
+    Resize to the view's size bilinearly on uint8, BGR -> RGB, (x - mean) / std, flip when the view
+    is flipped, then raise the short side to the window size bilinearly when it is below it.
+    """
+    h, w = layout_resized
+    if (h, w) != bgr.shape[:2]:
+        bgr = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_LINEAR)
+    mean, std = (np.asarray(v, np.float32) for v in NORMALIZATIONS[normalization])
+    rgb = (bgr[:, :, ::-1].astype(np.float32) - mean) * (1.0 / std)
+    if view.flip:
+        rgb = rgb[:, ::-1]
+    if canvas != (h, w):
+        rgb = cv2.resize(rgb, (canvas[1], canvas[0]), interpolation=cv2.INTER_LINEAR)
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1))
+
+
+def view_windows(bgr: np.ndarray, plan: ImagePlan, cfg: WindowConfig) -> Iterator[np.ndarray]:
+    """An image's windows, one (n_anchors, 3, window, window) float32 array per view, views in order."""
+    w = cfg.window_size
+    for layout in plan.views:
+        image = preprocess_view(bgr, layout.resized_hw, layout.canvas_hw, layout.view, cfg.normalization)
+        yield cut_windows(image, layout.anchors, w)
+
+
+def header_size(path: str | Path) -> tuple[int, int]:
+    """(H, W) an image will have once read (EXIF rotation applied), from its header alone where possible."""
+    from PIL import Image
+
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # a header is no decompression bomb: the
+    try:  # size it gives is checked against the memory available before any pixel is decoded
+        with open(path, "rb") as fh, Image.open(fh) as image:
+            w, h = image.size
+            if image.format == "PNG":  # its getexif() decodes the pixels: read an eXIf chunk of the header only
+                exif = Image.Exif()
+                if "exif" in image.info:
+                    exif.load(image.info["exif"])
+            else:
+                exif = image.getexif()
+            if exif.get(0x0112, 1) in (5, 6, 7, 8):  # rotated by 90 degrees when read
+                h, w = w, h
+            return h, w
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError) or exc.errno is not None:
+            raise SegmenterError(f"{path}: cannot be read ({exc.strerror})") from None
+        return read_image(path).shape[:2]  # formats PIL lacks: decode instead
+    except Exception:  # noqa: BLE001 - PIL fails in many ways on formats it half knows: decode instead
+        return read_image(path).shape[:2]
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+@dataclass(frozen=True)
+class Census:
+    """What a run will do, from the images' headers: each image's size and plan."""
+
+    cfg: WindowConfig
+    plans: list[ImagePlan]
+
+    @property
+    def windows(self) -> int:
+        return sum(p.n_windows for p in self.plans)
+
+    def describe(self) -> str:
+        """How many windows the run will infer: per image and in all."""
+        counts = [p.n_windows for p in self.plans]
+        views = f" over {len(self.cfg.views)} views" if len(self.cfg.views) > 1 else ""
+        if len(set(counts)) == 1:
+            return f"{counts[0]} windows per image{views}, {self.windows} in all for {len(counts)} images"
+        common = Counter(counts).most_common(1)[0][0]
+        return (f"{min(counts)} to {max(counts)} windows per image{views} (most often {common}), {self.windows} in "
+                f"all for {len(counts)} images")
+
+    def check_memory(self, n_cls: int) -> None:
+        """Refuse, before any work, a run whose largest image cannot be merged in the memory available."""
+        if self.plans:
+            plan = max(self.plans, key=lambda p: p.merge_bytes(n_cls))
+            h, w = plan.original_hw
+            check_memory(plan.merge_bytes(n_cls), f"{plan.image_path} ({h}x{w}, {plan.n_windows} windows): merging "
+                                                  "its windows")
+
+
+def take_census(paths: list, cfg: WindowConfig, gt_paths: list | None = None,
+                sizes: list[tuple[int, int]] | None = None) -> Census:
+    """The census of images (with their ground truths, when given); sizes not given are read from the headers."""
+    gt_paths = gt_paths or [""] * len(paths)
+    sizes = sizes or [header_size(p) for p in paths]
+    return Census(cfg, [ImagePlan.for_image(Path(p).name, "", p, gt, hw, cfg)
+                        for p, gt, hw in zip(paths, gt_paths, sizes)])
+
+
+def sample_census(samples, cfg: WindowConfig) -> Census:
+    """The census of a data set's samples, ground truths included."""
+    return take_census([s.image_path for s in samples], cfg, [s.gt_path for s in samples])
+
+
+def window_census(samples, cfg: WindowConfig) -> str:
+    """How many windows the run will infer: per image and in all, from the images' headers."""
+    return sample_census(samples, cfg).describe()

@@ -1,0 +1,203 @@
+"""What happens to each image: its views (scale, flip), their canvases and window anchors, its file prefix.
+
+An image is looked at through one or more views. A view resizes the image to fit a box (the data
+set's box scaled by the view's ratio), flips it when asked, raises its short side to the window
+size when smaller, and cuts windows at the anchors. Single-scale evaluation is one view (ratio 1,
+unflipped). Window files are numbered k = 0, 1, ... across all views of an image, view by view.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import SegmenterError
+from .windows import axis_window_count, window_anchors
+
+MAX_WINDOWS_PER_IMAGE = 100_000  # a layout beyond this is a mistake, not an image
+
+
+@dataclass(frozen=True)
+class View:
+    """A resize ratio of the fit box and an optional horizontal flip."""
+
+    scale: float = 1.0
+    flip: bool = False
+
+    def to_json(self) -> dict:
+        return {"scale": self.scale, "flip": self.flip}
+
+
+SINGLE_SCALE = (View(),)
+MULTISCALE_RATIOS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)  # upstream --multiscale, each also flipped
+
+
+MAX_SCALE = 4.0  # resize ratios beyond this are mistakes (evaluation uses up to 1.75), not views
+MAX_VIEWS = 64
+
+
+def check_scale(scale: float) -> None:
+    if not 0 < scale <= MAX_SCALE:
+        raise SegmenterError(f"scale {scale:g} must be above 0 and at most {MAX_SCALE:g}")
+
+
+def make_views(scales: list[float] | None = None, flip: bool = False) -> tuple[View, ...]:
+    """Views of the given ratios (default 1.0), each followed by its flipped twin when flip is set."""
+    views = []
+    for scale in scales or [1.0]:
+        check_scale(scale)
+        views += [View(float(scale), False)] + ([View(float(scale), True)] if flip else [])
+    if len(views) > MAX_VIEWS:
+        raise SegmenterError(f"{len(views)} views: at most {MAX_VIEWS}")
+    return tuple(views)
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """How images become windows: fit box, window, stride, normalization and views."""
+
+    image_size: int  # S: images are resized to fit (box_ratio * S, S) keeping their ratio
+    window_size: int
+    window_stride: int
+    normalization: str
+    box_ratio: int = 2  # the data set's long / short side of the fit box (Cityscapes 2)
+    views: tuple[View, ...] = SINGLE_SCALE
+
+    def __post_init__(self) -> None:
+        if self.window_size <= 0:
+            raise SegmenterError(f"window size must be positive, got {self.window_size}")
+        if self.image_size <= 0:
+            raise SegmenterError(f"image size must be positive, got {self.image_size}")
+        if self.window_stride <= 0:
+            raise SegmenterError(f"window stride must be positive, got {self.window_stride}")
+        if self.window_stride > self.window_size:
+            raise SegmenterError(f"window stride {self.window_stride} is larger than the window size "
+                                 f"{self.window_size}: pixels between windows would not be covered; "
+                                 "use a stride of at most the window size")
+        if not self.views:
+            raise SegmenterError("no views: give at least one scale")
+        for view in self.views:
+            check_scale(view.scale)
+
+    @property
+    def inference(self) -> str:
+        """What the metrics file records: single_scale for one unflipped ratio-1 view, else multi_scale."""
+        return "single_scale" if self.views == SINGLE_SCALE else "multi_scale"
+
+    def fit_box(self, view: View) -> tuple[int, int]:
+        """(long side, short side) of the box a view's image is resized to fit."""
+        return int(view.scale * self.box_ratio * self.image_size), int(view.scale * self.image_size)
+
+    def to_json(self) -> dict:
+        return {"image_size": self.image_size, "window_size": self.window_size, "window_stride": self.window_stride,
+                "normalization": self.normalization, "box_ratio": self.box_ratio,
+                "views": [v.to_json() for v in self.views]}
+
+
+def resized_size(hw: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
+    """Keep-ratio size that fits box (long, short): scale = min(long/L, short/S), sides int(x*scale + 0.5) >= 1."""
+    h, w = hw
+    scale = min(box[0] / max(h, w), box[1] / min(h, w))
+    return max(1, int(h * scale + 0.5)), max(1, int(w * scale + 0.5))
+
+
+def canvas_size(hw: tuple[int, int], window: int) -> tuple[int, int]:
+    """Size after raising the short side to the window when it is smaller (the long side as int(ratio * window))."""
+    h, w = hw
+    if min(h, w) >= window:
+        return h, w
+    return (window, int(w / h * window)) if h < w else (int(h / w * window), window)
+
+
+@dataclass(frozen=True)
+class ViewLayout:
+    """One view of one image: its resized size, canvas and window anchors (top, left)."""
+
+    view: View
+    resized_hw: tuple[int, int]
+    canvas_hw: tuple[int, int]
+    anchors: tuple[tuple[int, int], ...]
+
+    def to_json(self) -> dict:
+        return {**self.view.to_json(), "resized_hw": list(self.resized_hw), "canvas_hw": list(self.canvas_hw),
+                "anchors": [list(a) for a in self.anchors]}
+
+
+def layout_view(original_hw: tuple[int, int], view: View, cfg: WindowConfig) -> ViewLayout:
+    resized = resized_size(original_hw, cfg.fit_box(view))
+    canvas = canvas_size(resized, cfg.window_size)
+    count = axis_window_count(canvas[0], cfg.window_size, cfg.window_stride) * \
+        axis_window_count(canvas[1], cfg.window_size, cfg.window_stride)
+    if count > MAX_WINDOWS_PER_IMAGE:
+        raise SegmenterError(f"an image of {original_hw[0]}x{original_hw[1]} would need {count} windows "
+                             f"(canvas {canvas[0]}x{canvas[1]}); more than {MAX_WINDOWS_PER_IMAGE} per image")
+    return ViewLayout(view, resized, canvas, tuple(window_anchors(canvas, cfg.window_size, cfg.window_stride)))
+
+
+@dataclass(frozen=True)
+class ImagePlan:
+    """One image of a run: where it is, its unique window-file prefix, its size and its views' windows."""
+
+    name: str  # its file name, as gt_file.txt lists it
+    prefix: str  # unique in the run and dot-free: window k is `<prefix>_<k>.bin`
+    image_path: str
+    gt_path: str
+    original_hw: tuple[int, int]
+    views: tuple[ViewLayout, ...] = field(default=())
+
+    @classmethod
+    def for_image(cls, name: str, prefix: str, image_path: str | Path, gt_path: str | Path,
+                  original_hw: tuple[int, int], cfg: WindowConfig) -> ImagePlan:
+        hw = (int(original_hw[0]), int(original_hw[1]))
+        return cls(name, prefix, str(image_path), str(gt_path), hw,
+                   tuple(layout_view(hw, view, cfg) for view in cfg.views))
+
+    @property
+    def n_windows(self) -> int:
+        return sum(len(v.anchors) for v in self.views)
+
+    def merge_bytes(self, n_cls: int) -> int:
+        """Memory to merge the image's windows: one view's (K, canvas) sum and three (K, H, W) maps at the original
+        size (the resized view, the views' sum, a softmax), float32."""
+        canvas = max(v.canvas_hw[0] * v.canvas_hw[1] for v in self.views)
+        return 4 * n_cls * (canvas + 3 * self.original_hw[0] * self.original_hw[1])
+
+    def window_name(self, k: int) -> str:
+        return f"{self.prefix}_{k}"
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "prefix": self.prefix, "image_path": self.image_path, "gt_path": self.gt_path,
+                "original_hw": list(self.original_hw), "views": [v.to_json() for v in self.views]}
+
+
+def stem_of(name: str) -> str:
+    """What ais_bench keeps of an input's name: everything before the first dot."""
+    return name.split(".")[0]
+
+
+def assign_prefixes(names: list[str]) -> list[str]:
+    """A unique, dot-free window prefix per image: its stem, plus `-2`, `-3`, ... for repeated stems.
+
+    ais_bench names outputs after the input's name up to its first dot, so two images whose names
+    share that part would overwrite each other's windows and outputs without this.
+    """
+    stems = [stem_of(n) or "image" for n in names]
+    all_stems, used = set(stems), set()
+    prefixes = []
+    for stem in stems:
+        prefix, n = stem, 1
+        while prefix in used:
+            n += 1
+            prefix = f"{stem}-{n}"
+            if prefix in all_stems:  # another image's own stem
+                prefix = stem
+        used.add(prefix)
+        prefixes.append(prefix)
+    return prefixes
+
+
+def layout_fingerprint(cfg: WindowConfig, plans: list[ImagePlan]) -> str:
+    """A short hash of everything that decides the window files: settings, prefixes and image sizes."""
+    doc = {"cfg": cfg.to_json(), "images": [[p.prefix, *p.original_hw] for p in plans]}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]

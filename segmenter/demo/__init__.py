@@ -1,0 +1,1 @@
+"""Generated street scenes and the per-data-set writers of demo and test data."""

@@ -1,0 +1,1 @@
+"""The guide's steps between files: the window manifest, preprocess, the ais_bench stand-in, postprocess."""

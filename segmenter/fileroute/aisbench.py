@@ -1,0 +1,183 @@
+"""File-for-file stand-in for `python3 -m ais_bench` (batching, padding, naming, summary, throughput line)."""
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..engines.backends import Engine
+from ..errors import SegmenterError
+from ..files import atomic_write, ensure_writable_dir
+from ..progress import track
+from .manifest import read_stamp
+
+INPUT_SUFFIXES = (".bin", ".npy")
+
+
+def natural_key(name: str) -> list:
+    """Digit-aware sort key: img_2 before img_10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def list_inputs(spec: str) -> list[Path]:
+    """Input files of a folder (or comma-separated folders / files), in natural order."""
+    files: list[Path] = []
+    for item in filter(None, spec.split(",")):
+        path = Path(item)
+        if path.is_dir():
+            found = [p for p in path.iterdir() if p.suffix in INPUT_SUFFIXES and p.is_file()]
+            files += sorted(found, key=lambda p: natural_key(p.name))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise SegmenterError(f"{path}: input folder or file not found")
+    if not files:
+        raise SegmenterError(f"{spec}: no .bin or .npy input files")
+    return files
+
+
+def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of a .npy file from its header, without reading the data; a file whose size does
+    not match its header is an error."""
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(fh)
+            offset = fh.tell()
+    except (OSError, ValueError, EOFError, SyntaxError) as exc:
+        raise SegmenterError(f"{path}: not a readable .npy file ({str(exc)[:120]})") from None
+    if not dtype.hasobject and path.stat().st_size != offset + int(np.prod(shape)) * dtype.itemsize:
+        raise SegmenterError(f"{path}: not a readable .npy file (its size does not match its header {dtype} {shape}: "
+                             "truncated?)")
+    return tuple(shape), dtype
+
+
+def check_npy(path: Path, shapes: tuple[tuple[int, ...], ...], what: str) -> None:
+    """A float .npy of one of `shapes`, judged from its header; anything else is an error naming both shapes."""
+    shape, dtype = npy_header(path)
+    if shape not in shapes or dtype.kind != "f":
+        raise SegmenterError(f"{path}: holds {dtype} {shape}, expected float32 {shapes[0]} ({what})")
+
+
+def load_npy(path: Path, shapes: tuple[tuple[int, ...], ...], what: str) -> np.ndarray:
+    """A float .npy of one of `shapes` as float32 (checked first)."""
+    check_npy(path, shapes, what)
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise SegmenterError(f"{path}: cannot be read ({str(exc)[:120]})") from None
+    return data.astype(np.float32, copy=False)
+
+
+def input_shapes(item_shape: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
+    return (1, *item_shape), item_shape
+
+
+def check_input(path: Path, item_shape: tuple[int, ...]) -> None:
+    """An input file holds one window of the model's input: float32 raw bytes, or a float .npy of that shape."""
+    if path.suffix == ".npy":
+        check_npy(path, input_shapes(item_shape), "one window of the model's input")
+        return
+    expected = int(np.prod(item_shape)) * 4
+    size = path.stat().st_size
+    if size != expected:
+        raise SegmenterError(f"{path}: {size} bytes, expected {expected} "
+                             f"(float32 1x{'x'.join(map(str, item_shape))}, the model's input)")
+
+
+def read_input(path: Path, item_shape: tuple[int, ...]) -> np.ndarray:
+    """One batch item (1, *item_shape) float32 from a raw .bin or a .npy of that shape (or without the 1)."""
+    if path.suffix == ".npy":
+        data = load_npy(path, input_shapes(item_shape), "one window of the model's input")
+    else:
+        check_input(path, item_shape)
+        data = np.fromfile(path, np.float32)
+    return data.reshape(1, *item_shape)
+
+
+def output_name(input_path: Path, index: int, fmt: str) -> str:
+    """`<input name up to its first dot>_<output index>.<fmt>`."""
+    return f"{input_path.name.split('.')[0]}_{index}.{fmt}"
+
+
+def time_summary(ms: list[float]) -> dict:
+    """ais_bench's NPU_compute_time block from per-inference times in milliseconds."""
+    t = np.asarray(ms, np.float64)
+    return {"min": float(t.min()), "max": float(t.max()), "mean": float(t.mean()), "median": float(np.median(t)),
+            "percentile(99%)": float(np.percentile(t, 99)), "count": len(t)}
+
+
+def timed(engine: Engine, batch: np.ndarray, timings: list[float]) -> np.ndarray:
+    start = time.perf_counter()
+    out = engine(batch)
+    timings.append((time.perf_counter() - start) * 1000)
+    return out
+
+
+def run_benchmark(engine: Engine, *, inputs: list[Path] | None, output_dir: Path | None, outfmt: str = "BIN",
+                  batch_size: int = 1, loop: int = 1, warmup: int = 1, log=print) -> dict:
+    """Run like ais_bench; returns the summary dict (also written beside output_dir when given)."""
+    if batch_size < 1 or loop < 1 or warmup < 0:
+        raise SegmenterError("batch size and loop must be >= 1 and warm-up count >= 0")
+    fmt = outfmt.lower()
+    if fmt not in ("bin", "npy"):
+        raise SegmenterError(f"output format {outfmt}: only BIN and NPY are written")
+    item_shape = (3, *engine.input_hw)
+    ms: list[float] = []
+    filesinfo: dict[str, dict] = {}
+    if output_dir is not None:
+        ensure_writable_dir(output_dir, "output folder")
+    if inputs is None:  # pure inference on zeros
+        batch = np.zeros((batch_size, *item_shape), np.float32)
+        for _ in range(warmup):
+            engine(batch)
+        for _ in track(range(loop), desc=f"infer bs{batch_size}", unit="batch"):
+            timed(engine, batch, ms)
+    else:
+        for f in inputs:  # every input before the first inference: no half-written result folder
+            check_input(f, item_shape)
+        groups = [inputs[i:i + batch_size] for i in range(0, len(inputs), batch_size)]
+        for n, group in enumerate(track(groups, desc=f"infer bs{batch_size}", unit="batch")):
+            files = group + [group[-1]] * (batch_size - len(group))  # pad the last batch by repetition
+            batch = np.concatenate([read_input(f, item_shape) for f in files])
+            if n == 0:
+                for _ in range(warmup):
+                    engine(batch)
+            for _ in range(loop):
+                out = timed(engine, batch, ms)
+            outfiles = []
+            for f, logits in zip(group, out):  # no output for padding
+                if output_dir is not None:
+                    target = output_dir / output_name(f, 0, fmt)
+                    _write_output(target, logits[None], fmt)
+                    outfiles.append(str(target))
+            filesinfo[str(n)] = {"infiles": [str(f) for f in group], "outfiles": outfiles}
+    stats = time_summary(ms)
+    throughput = 1000 * batch_size / stats["mean"]
+    summary = {"NPU_compute_time": stats, "H2D_latency": {}, "D2H_latency": {}, "throughput": throughput,
+               "batchsize": batch_size, "engine": engine.name, "filesinfo": filesinfo}
+    folders = {f.parent for f in inputs or ()}
+    if len(folders) == 1 and (fingerprint := read_stamp(folders.pop())):
+        summary["layout_fingerprint"] = fingerprint  # lets postprocess tell outputs of another layout
+    if output_dir is not None:
+        target = output_dir.parent / f"{output_dir.name}_summary.json"
+        atomic_write(target, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
+    log(f"[INFO] NPU_compute_time (ms): min = {stats['min']:.3f}, max = {stats['max']:.3f}, "
+        f"mean = {stats['mean']:.3f}, median = {stats['median']:.3f}, percentile(99%) = {stats['percentile(99%)']:.3f}")
+    log(f"[INFO] throughput 1000*batchsize.mean({batch_size})/NPU_compute_time.mean({stats['mean']:.3f}): "
+        f"{throughput:.4f}")
+    return summary
+
+
+def _write_output(target: Path, logits: np.ndarray, fmt: str) -> None:
+    tmp = target.with_name(f".{target.name}.tmp")
+    if fmt == "npy":
+        with open(tmp, "wb") as fh:
+            np.save(fh, logits)
+    else:
+        logits.astype(np.float32, copy=False).tofile(tmp)
+    tmp.replace(target)

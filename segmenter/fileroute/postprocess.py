@@ -1,0 +1,151 @@
+"""The guide's postprocess, streamed: per image, merge its window outputs, predict, score.
+
+Before anything is scored, the result folder is checked against the layout: each image has exactly
+its windows' outputs (no window missing, none beyond its count), each of the right size and type,
+and, where the inference summary records it, from the same window layout.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..data.datasets import dataset_spec
+from ..errors import SegmenterError
+from ..evaluation.scoring import ImageMerger, ScoreBook, check_ground_truths, score_image
+from ..files import staged
+from ..progress import track
+from .aisbench import load_npy, npy_header
+from .manifest import Layout, read_layout
+
+OUTPUT_NAME = re.compile(r"^(?P<prefix>.+)_(?P<k>\d+)_0\.(?P<fmt>bin|npy)$")  # <prefix>_<k>_<output 0>.<fmt>
+
+
+def scan_outputs(result_dir: Path) -> dict[str, dict[int, Path]]:
+    """The first-output files of a result folder, by window prefix and window index."""
+    if not result_dir.is_dir():
+        raise SegmenterError(f"{result_dir}: result folder not found")
+    found: dict[str, dict[int, Path]] = {}
+    with os.scandir(result_dir) as entries:
+        for entry in entries:
+            match = OUTPUT_NAME.match(entry.name)
+            if not match:
+                continue
+            windows = found.setdefault(match["prefix"], {})
+            k = int(match["k"])
+            if k in windows:
+                raise SegmenterError(f"{result_dir}: both {windows[k].name} and {entry.name} hold window {k} of "
+                                     f"'{match['prefix']}'; keep one format")
+            windows[k] = Path(entry.path)
+    return found
+
+
+def check_summary(result_dir: Path, layout: Layout) -> None:
+    """Outputs made from the windows of another preprocess run are refused where the summary tells."""
+    summary = result_dir.parent / f"{result_dir.name}_summary.json"
+    try:
+        recorded = json.loads(summary.read_text()).get("layout_fingerprint")
+    except (OSError, ValueError, AttributeError):
+        return
+    if recorded and recorded != layout.fingerprint:
+        raise SegmenterError(f"{summary}: the outputs were inferred from windows of another layout (fingerprint "
+                             f"{recorded}, the manifest's is {layout.fingerprint}): another stride, window size or "
+                             "image set; run inference on this run's bin folder")
+
+
+def _bin_size_hint(size: int, n_cls: int, window: int) -> str:
+    expected, per_class = n_cls * window * window * 4, window * window * 4
+    if size == 2 * expected:
+        return "twice the size of float32: float64 values?"
+    if 2 * size == expected:
+        return "half the size of float32: float16 values?"
+    if size % per_class == 0:
+        return f"{size // per_class} classes instead of {n_cls}"
+    return "truncated or not float32"
+
+
+def check_outputs(result_dir: Path, layout: Layout, log=print) -> list[list[Path]]:
+    """Each image's output files in window order, after checking presence, extras, sizes and types."""
+    found = scan_outputs(result_dir)
+    n_cls, window = layout.n_cls, layout.cfg.window_size
+    expected = n_cls * window * window * 4
+    files_per_image = []
+    for plan in layout.plans:
+        windows = found.get(plan.prefix, {})
+        if not windows:
+            raise SegmenterError(f"{result_dir}: no outputs for image {plan.name} (expected {plan.prefix}_0_0.bin "
+                                 f"... {plan.prefix}_{plan.n_windows - 1}_0.bin)")
+        extra = sorted(k for k in windows if k >= plan.n_windows)
+        if extra:
+            raise SegmenterError(f"{windows[extra[0]]}: window {extra[0]} of {plan.name}, whose layout has "
+                                 f"{plan.n_windows} windows: the outputs come from another preprocess run (other "
+                                 "stride, window or image size); run inference on this run's windows")
+        missing = [k for k in range(plan.n_windows) if k not in windows]
+        if missing:
+            raise SegmenterError(f"{result_dir / f'{plan.prefix}_{missing[0]}_0.bin'}: output missing "
+                                 f"({plan.n_windows} windows expected for {plan.name})")
+        files = [windows[k] for k in range(plan.n_windows)]
+        for f in files:
+            if f.suffix == ".bin":
+                size = f.stat().st_size
+                if size != expected:
+                    raise SegmenterError(f"{f}: {size} bytes, expected {expected} (float32 {n_cls}x{window}x{window}): "
+                                         f"{_bin_size_hint(size, n_cls, window)}")
+            else:
+                shape, dtype = npy_header(f)
+                if shape not in ((1, n_cls, window, window), (n_cls, window, window)) or dtype.kind != "f":
+                    raise SegmenterError(f"{f}: holds {dtype} {shape}, expected float32 (1, {n_cls}, {window}, "
+                                         f"{window}) (class count {n_cls} from the manifest)")
+        files_per_image.append(files)
+    known = {plan.prefix for plan in layout.plans}
+    others = [prefix for prefix in found if prefix not in known]
+    if others:
+        log(f"note: {result_dir} also holds outputs of {len(others)} images not in the gt file "
+              f"(e.g. {others[0]}); they are not scored")
+    return files_per_image
+
+
+def read_output(path: Path, n_cls: int, window: int) -> np.ndarray:
+    """(K, window, window) float32 logits of one window output file; NaN or wrong shape is an error."""
+    if path.suffix == ".npy":
+        data = load_npy(path, ((1, n_cls, window, window), (n_cls, window, window)), f"class count {n_cls}")
+    else:
+        try:
+            data = np.fromfile(path, np.float32)
+        except OSError as exc:
+            raise SegmenterError(f"{path}: cannot be read ({exc.strerror})") from None
+        if data.size != n_cls * window * window:
+            raise SegmenterError(f"{path}: holds {data.size} values, expected {n_cls}x{window}x{window}")
+    data = data.reshape(n_cls, window, window)
+    if not np.isfinite(data).all():
+        raise SegmenterError(f"{path}: contains NaN or infinite values")
+    return data
+
+
+def run_postprocess(result_dir: Path, gt_path: Path, manifest: Path | None = None, pred_dir: Path | None = None,
+                    log=print) -> tuple[ScoreBook, Layout]:
+    """Scores of every image of the gt file, and the layout it was read with; checks everything before scoring
+    anything."""
+    layout = read_layout(gt_path, manifest, log)
+    try:
+        check_summary(result_dir, layout)
+        files = check_outputs(result_dir, layout, log)
+    except SegmenterError as exc:
+        if layout.source is None:  # the guessed layout is the likelier culprit
+            raise SegmenterError(f"{exc} (no manifest beside {gt_path.name}, so the guide's fixed layout was "
+                                 "assumed; pass the manifest segmenter_preprocess.py wrote)") from None
+        raise
+    check_ground_truths(layout.plans)
+    spec = dataset_spec(layout.dataset)
+    book = ScoreBook(layout.n_cls)
+    with staged(pred_dir) as stage:
+        for plan, paths in zip(track(layout.plans, desc="postprocess", unit="img"), files):
+            merger = ImageMerger(plan, layout.n_cls, layout.cfg.window_size)
+            for k, path in enumerate(paths):
+                merger.add(k, read_output(path, layout.n_cls, layout.cfg.window_size))
+            book.add(score_image(merger, spec, plan.gt_path, stage))
+        book.check(log)
+    return book, layout

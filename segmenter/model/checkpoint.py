@@ -1,0 +1,170 @@
+"""Loading released checkpoints into our model, and writing released-format ones with random weights."""
+from __future__ import annotations
+
+import math
+import pickle
+import re
+import zipfile
+from pathlib import Path
+
+import torch
+import yaml
+
+from ..errors import SegmenterError
+from ..files import atomic_write
+from .network import Segmenter
+from .variant import ModelConfig, Variant, load_variant, parse_variant, variant_beside
+
+# Keys present in released files but unused by segmentation (the ImageNet classifier heads).
+UNUSED_PREFIXES = ("encoder.head.", "encoder.head_dist.")
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The `model` state dict of a checkpoint.pth, loaded without arbitrary unpickling."""
+    path = Path(path)
+    if not path.is_file():
+        raise SegmenterError(f"{path}: checkpoint not found")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not (zipfile.is_zipfile(path) or head[:1] == b"\x80"):  # torch.save writes a zip, older ones a pickle
+        raise SegmenterError(f"{path}: not a torch checkpoint (neither a zip archive nor a pickle); "
+                             "give the released checkpoint.pth")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL (\S+)", str(exc))
+        if not found:
+            raise SegmenterError(f"{path}: damaged or not a torch checkpoint (unreadable pickle data)") from None
+        raise SegmenterError(f"{path}: refused, loading it would need arbitrary unpickling (it references "
+                             f"{found.group(1)}); only tensors and plain containers are accepted") from None
+    except Exception as exc:  # noqa: BLE001 - damaged data can fail anywhere in the unpickler
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        raise SegmenterError(f"{path}: damaged or not a torch checkpoint ({reason})") from None
+    if isinstance(ckpt, dict) and isinstance(ckpt.get("model"), dict):
+        ckpt = ckpt["model"]
+    if not isinstance(ckpt, dict) or not all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+        raise SegmenterError(f"{path}: expected a dict with a 'model' state dict of tensors")
+    return ckpt
+
+
+def check_position_grid(n_positions: int, cfg: ModelConfig, path: str | Path) -> None:
+    """The variant's patch grid must be the one the checkpoint's position embedding was trained on.
+
+    The embedding stores positions, not its grid: `n_positions` grid positions fit a gh x gw grid for
+    every factorization. Segmenter trains on square crops, so a square count is a square grid, and a
+    variant that reads it as another shape (say 8x32 for 16x16) would scramble every position.
+    """
+    gh, gw = cfg.grid
+    side = math.isqrt(n_positions)
+    if side * side == n_positions and (gh, gw) != (side, side) and gh * gw == n_positions:
+        raise SegmenterError(f"{path}: the variant's net_kwargs.image_size {list(cfg.image_size)} at patch "
+                             f"{cfg.patch_size} is a {gh}x{gw} patch grid, but the checkpoint's position embedding "
+                             f"was trained on a {side}x{side} grid ({n_positions} positions); set image_size to "
+                             f"[{side * cfg.patch_size}, {side * cfg.patch_size}]")
+
+
+def check_state_dict(state: dict[str, torch.Tensor], model: Segmenter, path: str | Path) -> dict[str, torch.Tensor]:
+    """Drop the unused classifier keys; any other key or shape disagreement is an error naming it."""
+    state = {k: v for k, v in state.items() if not k.startswith(UNUSED_PREFIXES)}
+    pos = state.get("encoder.pos_embed")
+    if isinstance(pos, torch.Tensor) and pos.ndim == 3:
+        check_position_grid(pos.shape[1] - model.cfg.n_extra_tokens, model.cfg, path)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    for kind, keys in (("missing", missing), ("unexpected", unexpected)):
+        if keys:
+            more = f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
+            raise SegmenterError(f"{path}: {kind} key '{keys[0]}'{more}; does the variant match this checkpoint?")
+    for key, ref in expected.items():
+        if tuple(state[key].shape) != tuple(ref.shape):
+            raise SegmenterError(f"{path}: key '{key}' has shape {tuple(state[key].shape)} in the checkpoint "
+                                 f"but {tuple(ref.shape)} in the variant's model")
+    return {k: v.float() for k, v in state.items()}
+
+
+def load_model(checkpoint: str | Path, variant: str | Path | Variant | None = None) -> tuple[Segmenter, Variant]:
+    """Build the model of `variant` (default: variant.yml beside the checkpoint) and load its weights."""
+    if not isinstance(variant, Variant):
+        variant = load_variant(variant if variant is not None else variant_beside(checkpoint))
+    state = read_state_dict(checkpoint)
+    model = Segmenter(variant.model)
+    model.load_state_dict(check_state_dict(state, model, checkpoint), strict=True)
+    return model.eval(), variant
+
+
+# Encoder shapes of the released backbones (upstream `config.yml`), and a tiny one for tests.
+SIZES: dict[str, dict] = {
+    "tiny": dict(d_model=64, n_heads=2, n_layers=2, backbone="vit_tiny_test"),
+    "T": dict(d_model=192, n_heads=3, n_layers=12, backbone="vit_tiny_patch16_384"),
+    "S": dict(d_model=384, n_heads=6, n_layers=12, backbone="vit_small_patch16_384"),
+    "B": dict(d_model=768, n_heads=12, n_layers=12, backbone="vit_base_patch16_384"),
+    "L": dict(d_model=1024, n_heads=16, n_layers=24, backbone="vit_large_patch16_384"),
+}
+
+
+def make_variant_dict(size: str = "tiny", *, n_cls: int = 19, image_size: int = 64, patch_size: int = 16,
+                      decoder: str = "mask_transformer", decoder_layers: int = 2, distilled: bool = False,
+                      normalization: str = "vit", dataset: str = "cityscapes", im_size: int | None = None,
+                      window_stride: int | None = None, **shape_overrides) -> dict:
+    """A variant.yml mapping laid out like the released ones (tuples become !!python/tuple).
+
+    `shape_overrides` (d_model, n_heads, n_layers, backbone) change the preset of `size`.
+    """
+    if size not in SIZES:
+        raise SegmenterError(f"unknown model size '{size}' (known: {', '.join(SIZES)})")
+    shape = {**SIZES[size], **shape_overrides}
+    net = {
+        "backbone": shape["backbone"], "d_model": shape["d_model"], "n_heads": shape["n_heads"],
+        "n_layers": shape["n_layers"], "n_cls": n_cls, "image_size": (image_size, image_size),
+        "patch_size": patch_size, "normalization": normalization, "dropout": 0.0, "drop_path_rate": 0.1,
+        "decoder": {"name": decoder, "drop_path_rate": 0.0, "dropout": 0.1, "n_layers": decoder_layers},
+    }
+    if decoder == "linear":
+        net["decoder"] = {"name": "linear"}
+    if distilled:
+        net["distilled"] = True  # released files leave it out when false
+    im_size = im_size or image_size
+    return {
+        "net_kwargs": net,
+        "dataset_kwargs": {"dataset": dataset, "image_size": im_size, "crop_size": image_size,
+                           "normalization": normalization, "batch_size": 8, "num_workers": 10, "split": "train"},
+        "inference_kwargs": {"im_size": im_size, "window_size": image_size,
+                             "window_stride": window_stride or max(image_size - 32, image_size // 2)},
+        "algorithm_kwargs": {"batch_size": 8, "eval_freq": 4, "num_epochs": 216, "start_epoch": 0},
+        "optimizer_kwargs": {"opt": "sgd", "lr": 0.001, "weight_decay": 0.0, "momentum": 0.9,
+                             "sched": "polynomial", "poly_power": 0.9, "min_lr": 1e-05},
+        "amp": False, "resume": True, "version": "normal", "log_dir": "seg", "world_batch_size": 8,
+    }
+
+
+def save_released_format(out_dir: str | Path, model: Segmenter, variant: dict, epoch: int = 0) -> Path:
+    """Write `checkpoint.pth` + `variant.yml` as the upstream training code does; returns the checkpoint path."""
+    out_dir = Path(out_dir)
+    state = dict(model.state_dict())
+    D = model.cfg.d_model
+    g = torch.Generator().manual_seed(0)
+    state["encoder.head.weight"] = torch.randn(1000, D, generator=g) * 0.02  # unused ImageNet heads
+    state["encoder.head.bias"] = torch.zeros(1000)
+    if model.cfg.distilled:
+        state["encoder.head_dist.weight"] = torch.randn(1000, D, generator=g) * 0.02
+        state["encoder.head_dist.bias"] = torch.zeros(1000)
+    ckpt = {
+        "model": state,
+        "optimizer": {"state": {}, "param_groups": [{"lr": 0.001, "params": list(range(len(state)))}]},
+        "n_cls": model.cfg.n_cls,
+        "lr_scheduler": {"base_lrs": [0.001], "last_epoch": epoch, "power": 0.9, "min_lr": 1e-05},
+        "epoch": epoch,
+    }
+    atomic_write(out_dir / "checkpoint.pth", lambda tmp: torch.save(ckpt, tmp))
+    atomic_write(out_dir / "variant.yml", lambda tmp: Path(tmp).write_text(yaml.dump(variant)))
+    return out_dir / "checkpoint.pth"
+
+
+def write_random_checkpoint(out_dir: str | Path, size: str = "tiny", seed: int = 0, **variant_kwargs) -> Path:
+    """A released-format checkpoint with random weights of a given size; returns the checkpoint path."""
+    variant = make_variant_dict(size, **variant_kwargs)
+    cfg: ModelConfig = parse_variant(variant, Path(out_dir) / "variant.yml").model
+    model = Segmenter(cfg)
+    model.init_weights(torch.Generator().manual_seed(seed))
+    return save_released_format(out_dir, model, variant)

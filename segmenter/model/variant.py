@@ -1,0 +1,176 @@
+"""Reading a released `variant.yml`: the network shape and the evaluation settings."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import SegmenterError
+
+DECODER_NAMES = ("linear", "mask_transformer")
+
+# RGB mean / std on pixel values in [0, 255]
+NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
+    "vit": ((127.5, 127.5, 127.5), (127.5, 127.5, 127.5)),
+    "deit": ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375)),
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The `net_kwargs` of a variant.yml that define the network."""
+
+    image_size: tuple[int, int]  # training crop (H, W); sets the stored position-embedding grid
+    patch_size: int
+    d_model: int
+    n_heads: int
+    n_layers: int
+    n_cls: int
+    decoder: str  # "linear" or "mask_transformer"
+    decoder_layers: int = 2
+    distilled: bool = False
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size
+
+    @property
+    def n_extra_tokens(self) -> int:
+        return 1 + int(self.distilled)
+
+
+class _VariantLoader(yaml.SafeLoader):
+    """SafeLoader plus `!!python/tuple` (as a list); every other python tag stays an error."""
+
+
+def _construct_tuple(loader: yaml.SafeLoader, node: yaml.Node) -> list:
+    return loader.construct_sequence(node, deep=True)
+
+
+_VariantLoader.add_constructor("tag:yaml.org,2002:python/tuple", _construct_tuple)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What inference needs from a variant.yml."""
+
+    model: ModelConfig
+    normalization: str  # key of NORMALIZATIONS
+    image_size: int | None  # short side images are resized to (inference im_size); None when the file has none
+    window_size: int  # sliding-window side (training crop)
+    window_stride: int  # upstream evaluation stride
+    dataset: str | None  # dataset_kwargs.dataset
+    raw: dict[str, Any]
+    path: Path
+    notes: tuple[str, ...] = ()  # defaults taken because the file lacks a key
+
+    @property
+    def n_cls(self) -> int:
+        return self.model.n_cls
+
+
+def _get(section: dict, key: str, where: str, path: Path) -> Any:
+    if not isinstance(section, dict) or key not in section:
+        raise SegmenterError(f"{path}: missing key '{where}{key}'; is this a Segmenter variant.yml?")
+    return section[key]
+
+
+def _positive(value: Any, key: str, path: Path, lo: int = 1, hi: int = 1 << 20) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or not lo <= value <= hi:
+        raise SegmenterError(f"{path}: {key} must be an integer from {lo} to {hi}, got {value!r}")
+    return int(value)
+
+
+def _first(candidates: list[tuple[dict, str, str]]) -> tuple[Any, str] | None:
+    """The first present of several keys: (value, 'section.key'), or None."""
+    for section, where, key in candidates:
+        if isinstance(section, dict) and section.get(key) is not None:
+            return section[key], f"{where}{key}"
+    return None
+
+
+def parse_variant(raw: Any, path: Path) -> Variant:
+    """Build a Variant from the loaded YAML mapping; errors name the file and the key."""
+    if not isinstance(raw, dict):
+        raise SegmenterError(f"{path}: expected a YAML mapping at the top level")
+    net = _get(raw, "net_kwargs", "", path)
+    dec = _get(net, "decoder", "net_kwargs.", path)
+    name = _get(dec, "name", "net_kwargs.decoder.", path)
+    if name not in DECODER_NAMES:
+        raise SegmenterError(f"{path}: unknown decoder '{name}' (known: {', '.join(DECODER_NAMES)})")
+    image_size = _get(net, "image_size", "net_kwargs.", path)
+    if isinstance(image_size, (int, float)) and not isinstance(image_size, bool):
+        image_size = [image_size, image_size]
+    if not isinstance(image_size, (list, tuple)) or len(image_size) != 2:
+        raise SegmenterError(f"{path}: net_kwargs.image_size must be [height, width], got {image_size!r}")
+    n = lambda key, lo=1, hi=1 << 20: _positive(_get(net, key, "net_kwargs.", path), f"net_kwargs.{key}", path,  # noqa: E731
+                                                lo, hi)
+    cfg = ModelConfig(
+        image_size=(_positive(image_size[0], "net_kwargs.image_size", path),
+                    _positive(image_size[1], "net_kwargs.image_size", path)),
+        patch_size=n("patch_size"), d_model=n("d_model"), n_heads=n("n_heads"), n_layers=n("n_layers", 0),
+        n_cls=n("n_cls", 1, 255), decoder=name,
+        decoder_layers=_positive(dec.get("n_layers", 2), "net_kwargs.decoder.n_layers", path, 0),
+        distilled=bool(net.get("distilled", False)),
+    )
+    if cfg.d_model % cfg.n_heads:
+        raise SegmenterError(f"{path}: d_model {cfg.d_model} is not a multiple of n_heads {cfg.n_heads}")
+    if min(cfg.grid) < 1:
+        raise SegmenterError(f"{path}: net_kwargs.image_size {list(cfg.image_size)} is smaller than the patch size "
+                             f"{cfg.patch_size}")
+    data = raw.get("dataset_kwargs") or {}
+    infer = raw.get("inference_kwargs") or {}
+    notes = []
+    norm = _first([(data, "dataset_kwargs.", "normalization"), (net, "net_kwargs.", "normalization")])
+    if norm is None:
+        raise SegmenterError(f"{path}: neither dataset_kwargs.normalization nor net_kwargs.normalization is set; "
+                             f"add one ({' or '.join(NORMALIZATIONS)})")
+    if norm[0] not in NORMALIZATIONS:
+        raise SegmenterError(f"{path}: unknown normalization '{norm[0]}' (known: {', '.join(NORMALIZATIONS)})")
+    window = _first([(infer, "inference_kwargs.", "window_size"), (data, "dataset_kwargs.", "crop_size")])
+    if window is None:
+        window = (cfg.image_size[0], "net_kwargs.image_size")
+        notes.append(f"{path.name} has no inference_kwargs.window_size or dataset_kwargs.crop_size: windows of "
+                     f"{window[0]}, the training size net_kwargs.image_size")
+    window_size = _positive(window[0], window[1], path)
+    size = _first([(infer, "inference_kwargs.", "im_size"), (data, "dataset_kwargs.", "image_size")])
+    stride = infer.get("window_stride")
+    dataset = data.get("dataset") if isinstance(data.get("dataset"), str) else None
+    return Variant(
+        model=cfg,
+        normalization=norm[0],
+        image_size=_positive(size[0], size[1], path) if size is not None else None,
+        window_size=window_size,
+        window_stride=_positive(stride, "inference_kwargs.window_stride", path) if stride is not None
+        else max(window_size - 32, 1),
+        dataset=dataset,
+        raw=raw,
+        path=path,
+        notes=tuple(notes),
+    )
+
+
+def load_variant(path: str | Path) -> Variant:
+    """Read a released variant.yml. Accepts `!!python/tuple`; refuses other python tags unexecuted."""
+    path = Path(path)
+    if not path.is_file():
+        raise SegmenterError(f"{path}: variant file not found; give the variant.yml path or put variant.yml beside "
+                             "the checkpoint")
+    try:
+        raw = yaml.load(path.read_text(), Loader=_VariantLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.constructor.ConstructorError as exc:
+        found = re.search(r"'([^']+)'", str(exc.problem))
+        tag = found.group(1).replace("tag:yaml.org,2002:", "!!") if found else "?"
+        raise SegmenterError(f"{path}: refused YAML tag {tag}; only !!python/tuple is accepted") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise SegmenterError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    return parse_variant(raw, path)
+
+
+def variant_beside(checkpoint: str | Path) -> Path:
+    """The variant.yml that the release puts beside checkpoint.pth."""
+    return Path(checkpoint).with_name("variant.yml")
+

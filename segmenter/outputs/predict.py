@@ -1,0 +1,287 @@
+"""Segment a user's own images and videos: label maps, colour maps and overlays, mirroring the input tree.
+
+The same plans, windows, merge and resize back to the original size as evaluation (the pipeline
+module): an evaluation image's labels here equal those segmenter_eval.py saves.
+"""
+from __future__ import annotations
+
+import fnmatch
+import glob
+import itertools
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..data.datasets import DatasetSpec
+from ..data.images import header_size, load_image, take_census
+from ..data.plan import ImagePlan, WindowConfig
+from ..engines.backends import Engine
+from ..errors import SegmenterError
+from ..evaluation.metrics import colourize, write_png
+from ..evaluation.pipeline import Finished, Job, run_pipeline
+from ..files import atomic_write
+from ..progress import progress
+from .visualize import frame_overlay, overlay_picture
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+SAVE_KINDS = ("labels", "color", "overlay")
+
+
+@dataclass(frozen=True)
+class Source:
+    """An input file and where its outputs go: `<output dir>/<rel>_<kind>.png` (or `_overlay.mp4` for videos)."""
+
+    path: Path
+    rel: str  # relative output path without suffix, mirroring the input tree
+    video: bool = False
+
+
+def walk_files(root: Path, skip: str | None = None) -> list[Path]:
+    """Every file under root, folders in name order; links followed once by real path (a loop is walked once),
+    and the folder `skip` (a real path: the run's own output folder) left out."""
+    seen_dirs, seen_files, found = set(), set(), []
+
+    def visit(folder: Path) -> None:
+        real = os.path.realpath(folder)
+        if real in seen_dirs or real == skip:
+            return
+        seen_dirs.add(real)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            return
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.is_dir():
+                visit(path)
+            elif entry.is_file() and os.path.realpath(path) not in seen_files:
+                seen_files.add(os.path.realpath(path))
+                found.append(path)
+
+    visit(root)
+    return found
+
+
+def _matches(parts: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
+    """Glob semantics per path component: `**` any number of folders; `*`, `?`, `[...]` within a name; names
+    starting with a dot only where the pattern's does."""
+    if not pattern:
+        return not parts
+    if pattern[0] == "**":
+        return any(_matches(parts[i:], pattern[1:]) for i in range(len(parts) + 1)
+                   if not any(p.startswith(".") for p in parts[:i]))
+    return bool(parts) and (not parts[0].startswith(".") or pattern[0].startswith(".")) \
+        and fnmatch.fnmatchcase(parts[0], pattern[0]) and _matches(parts[1:], pattern[1:])
+
+
+def _media(paths: list[Path]) -> list[Path]:
+    return [p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES]
+
+
+def collect_sources(inputs: list[str], output_dir: Path | None = None) -> list[Source]:
+    """Files, folders (recursively: their images and videos) and globs; outputs mirror each input's tree.
+
+    With several inputs, each folder's or glob's outputs go under its own name, so equal names never collide.
+    Folders and globs are walked alike (links followed once by real path); the output folder is never read.
+    """
+    skip = os.path.realpath(output_dir) if output_dir is not None else None
+    items: list[tuple[Path, str]] = []  # (file, rel path without suffix)
+    several = len(inputs) > 1
+    for spec in inputs:
+        path = Path(spec)
+        if path.is_dir():
+            if os.path.realpath(path) == skip:
+                raise SegmenterError(f"{output_dir}: the output folder is the input folder {spec}; its outputs "
+                                     "would mix with your files and be read back as inputs; choose another folder")
+            base = path.resolve().name if several else ""
+            items += [(p, os.path.join(base, str(p.relative_to(path).with_suffix(""))))
+                      for p in _media(walk_files(path, skip))]
+        elif path.is_file():
+            items.append((path, path.stem))
+        elif glob.has_magic(spec):
+            static = list(itertools.takewhile(lambda part: not glob.has_magic(part), path.parts))
+            root = Path(*static) if static else Path(".")
+            pattern = path.parts[len(static):]
+            matches = [p for p in walk_files(root, skip) if _matches(p.relative_to(root).parts, pattern)]
+            if not matches:
+                raise SegmenterError(f"{spec}: the pattern matches no file")
+            base = root.resolve().name if several else ""
+            items += [(p, os.path.join(base, str(p.relative_to(root).with_suffix("")))) for p in matches]
+        else:
+            raise SegmenterError(f"{spec}: no such file or folder")
+    if not items:
+        raise SegmenterError(f"{', '.join(inputs)}: no image or video files ({', '.join(IMAGE_SUFFIXES)}, "
+                             f"{', '.join(VIDEO_SUFFIXES)})")
+    sources, taken = [], set()
+    for path, rel in items:  # a name used twice (a.jpg and a.png, or two equal files given) gets -2, -3, ...
+        unique, n = rel, 1
+        while unique in taken:
+            n += 1
+            unique = f"{rel}-{n}"
+        taken.add(unique)
+        sources.append(Source(path, unique, path.suffix.lower() in VIDEO_SUFFIXES))
+    return sources
+
+
+def output_paths(source: Source, out_dir: Path, save: tuple[str, ...], frames: bool) -> list[Path]:
+    """The files a source's outputs go to (a video's frames: their folder)."""
+    stem = out_dir / source.rel
+    if source.video:
+        paths = [Path(f"{stem}_overlay.mp4")] if "overlay" in save else []
+        return paths + ([Path(f"{stem}_frames")] if frames else [])
+    kinds = [*save, "labelIds"] if "labels" in save else list(save)  # label ids: for Cityscapes models
+    return [Path(f"{stem}_{kind}.png") for kind in kinds]
+
+
+def check_outputs(sources: list[Source], out_dir: Path, save: tuple[str, ...], frames: bool) -> None:
+    """No output may overwrite an input (an output folder among the inputs, or a name like photo_color.png)."""
+    inputs = {os.path.realpath(s.path): s.path for s in sources}
+    for source in sources:
+        for target in output_paths(source, out_dir, save, frames):
+            if os.path.realpath(target) in inputs:
+                raise SegmenterError(f"{target}: an output of {source.path} would overwrite the input "
+                                     f"{inputs[os.path.realpath(target)]}; choose an output folder outside the inputs")
+
+
+def check_memory_of(sources: list[Source], cfg: WindowConfig, n_cls: int) -> None:
+    """Refuse, before any work, inputs whose largest image or frame cannot be merged in the memory available
+    (files that cannot be read are left to be reported when they are reached)."""
+    paths, sizes = [], []
+    for source in sources:
+        try:
+            if source.video:
+                capture = cv2.VideoCapture(str(source.path))
+                hw = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+                capture.release()
+            else:
+                hw = header_size(source.path)
+        except SegmenterError:
+            continue
+        if min(hw) > 0:
+            paths.append(source.path)
+            sizes.append(hw)
+    if paths:
+        take_census(paths, cfg, sizes=sizes).check_memory(n_cls)
+
+
+@dataclass
+class Summary:
+    """What a prediction run did: images and frames done, and the inputs that could not be read."""
+
+    inputs: int = 0  # images and videos started
+    images: int = 0
+    frames: int = 0
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+
+
+class _Videos:
+    """One overlay video writer per input video, opened at its first frame with its frame rate and size."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir, self.writers, self.rates = out_dir, {}, {}
+
+    def write(self, source: Source, frame: np.ndarray) -> None:
+        if source.rel not in self.writers:
+            target = self.out_dir / f"{source.rel}_overlay.mp4"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp.mp4")
+            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.rates[source.rel],
+                                     (frame.shape[1], frame.shape[0]))
+            if not writer.isOpened():
+                raise SegmenterError(f"{target}: OpenCV cannot write an mp4 video here")
+            self.writers[source.rel] = (writer, tmp, target)
+        self.writers[source.rel][0].write(frame)
+
+    def close(self, keep: bool) -> None:
+        for writer, tmp, target in self.writers.values():
+            writer.release()
+            if keep:
+                os.replace(tmp, target)
+            else:
+                tmp.unlink(missing_ok=True)
+
+
+def _jobs(sources: list[Source], cfg: WindowConfig, limit: int | None, videos: _Videos, summary: Summary):
+    """A job per image and per video frame, in order; at most `limit` images (or frames of a video) in all."""
+    count = 0
+    for source in sources:
+        if limit is not None and count >= limit:
+            return
+        summary.inputs += 1
+        if not source.video:
+            def load(source=source):
+                bgr, digest = load_image(source.path)
+                return ImagePlan.for_image(source.path.name, source.rel, source.path, "", bgr.shape[:2], cfg), bgr, \
+                    digest
+            count += 1
+            yield Job(load, (source, None))
+            continue
+        capture = cv2.VideoCapture(str(source.path))
+        ok, frame = capture.read() if capture.isOpened() else (False, None)
+        if not ok:
+            summary.failed.append((source.path, "cannot be read as a video"))
+            continue
+        videos.rates[source.rel] = capture.get(cv2.CAP_PROP_FPS) or 25.0
+        index = 0
+        while ok and (limit is None or count < limit):
+            plan = ImagePlan.for_image(f"{source.path.name}#{index}", f"{source.rel}_{index:06d}", source.path, "",
+                                       frame.shape[:2], cfg)
+            count += 1
+            yield Job(lambda plan=plan, frame=frame: (plan, frame, None), (source, index))
+            index += 1
+            ok, frame = capture.read()
+        capture.release()
+
+
+def run_predict(sources: list[Source], spec: DatasetSpec, cfg: WindowConfig, engine: Engine, out_dir: Path,
+                save: tuple[str, ...] = SAVE_KINDS, frames: bool = False, batch_size: int = 1, workers: int = 2,
+                limit: int | None = None, alpha: float = 0.55, log=print) -> Summary:
+    """Segment every source; write the outputs asked for; unreadable inputs are reported, not fatal."""
+    summary = Summary()
+    videos = _Videos(out_dir)
+
+    def save_png(target: Path, image: np.ndarray) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(target, lambda tmp: write_png(tmp, image))
+
+    def sink(done: Finished) -> None:
+        source, index = done.job.meta
+        labels, bgr = done.merger.labels(), done.image
+        if index is None or frames:
+            stem = out_dir / (source.rel if index is None else f"{source.rel}_frames/{index:06d}")
+            if "labels" in save:
+                save_png(Path(f"{stem}_labels.png"), labels)
+                if spec.label_ids:
+                    lut = np.arange(256, dtype=np.uint8)
+                    lut[:spec.n_cls] = spec.label_ids
+                    save_png(Path(f"{stem}_labelIds.png"), lut[labels])
+            if "color" in save:
+                save_png(Path(f"{stem}_color.png"), colourize(labels, spec))
+            if "overlay" in save and index is None:
+                save_png(Path(f"{stem}_overlay.png"), overlay_picture(bgr, labels, spec, alpha)[0])
+        if index is None:
+            summary.images += 1
+        else:
+            summary.frames += 1
+            if "overlay" in save:
+                videos.write(source, frame_overlay(bgr, labels, spec, alpha))
+        bar.update(1)
+
+    def failed(job: Job, exc: SegmenterError) -> None:
+        summary.failed.append((job.meta[0].path, str(exc).split(": ", 1)[-1]))
+        log(f"warning: {exc}")
+
+    ok = False
+    total = None if any(s.video for s in sources) else min(len(sources), limit or len(sources))
+    with progress(total=total, desc="predict", unit="img") as bar:
+        try:
+            run_pipeline(_jobs(sources, cfg, limit, videos, summary), cfg, engine, sink, batch_size, workers,
+                         keep_image=True, on_error=failed)
+            ok = True
+        finally:
+            videos.close(keep=ok)
+    return summary
