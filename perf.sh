@@ -6,8 +6,9 @@
 #   MODEL                      an .onnx file, or the .om prefix given to convert_om.sh
 #   --batch-sizes "1 4 8 16"   batch sizes to measure (default: 1 4 8 16)
 #   --loop N                   timed runs per batch size (default: 100 with ais_bench, 20 otherwise)
-#   --device D                 engine for segmenter_infer.py: cpu, openvino, cuda, tensorrt (default: cpu)
-#   --precision P              precision for segmenter_infer.py: fp32, bf16, fp16, int8 (default: fp32)
+#   --device D                 engine for segmenter_infer.py, a device of the engine table (segmenter/engines/
+#                              table.py; segmenter_infer.py --help lists them) (default: cpu)
+#   --precision P              a precision that device offers (default: fp32)
 #   --csv FILE                 where to write the table (default: perf.csv)
 #   --data-root DIR            also count the windows of a data set and project its inference time
 #   --cfg-path FILE            with --data-root: the model's variant.yml (default: variant.yml beside MODEL)
@@ -64,6 +65,13 @@ mkdir -p -- "$csv_dir" 2>/dev/null && [ -w "$csv_dir" ] && touch -- "$csv_dir/.p
 rm -f -- "$csv_dir/.perf-write-test.$$"
 "$python" -c "import numpy, onnxruntime" 2>/dev/null \
     || die "$python lacks the requirements; run 'bash setup.sh' (creates .venv) or set PYTHON to a set-up interpreter"
+offered=$(PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" "$python" -c 'import sys
+from segmenter.engines.table import device_record
+from segmenter.errors import SegmenterError
+try:
+    device_record(sys.argv[1], sys.argv[2])
+except SegmenterError as exc:
+    sys.exit(str(exc))' "$device" "$precision" 2>&1) || die "--device $device --precision $precision: $offered"
 if [[ $model != *.onnx ]] && "$python" -c "import ais_bench" 2>/dev/null; then
     engine=ais_bench
 else

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from segmenter.api import check_evaluation_outputs, evaluate
 from segmenter.cli import (
     ArgumentParser,
     add_dataset_flags,
@@ -16,26 +17,12 @@ from segmenter.cli import (
     add_model_flags,
     add_view_flags,
     add_window_flags,
-    calibration_images,
+    open_model_from_args,
     positive_int,
-    views_from_args,
 )
 from segmenter.data.images import sample_census
-from segmenter.data.settings import describe, resolve_dataset, window_config
-from segmenter.engines.runtime import (
-    calibration_from_images,
-    check_model_file,
-    open_model,
-    prepared_model,
-    resolve_engine,
-)
+from segmenter.data.settings import describe
 from segmenter.errors import run_cli
-from segmenter.evaluation.evaluate import Route, check_outputs, evaluate_dataset, open_journal
-from segmenter.evaluation.journal import evaluation_fingerprint
-from segmenter.evaluation.metrics import format_report, write_metrics
-from segmenter.files import ensure_writable_dir, ensure_writable_file, refuse_overwrite
-from segmenter.model.variant import load_variant, variant_beside
-from segmenter.outputs.report import write_report
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -72,55 +59,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(args: argparse.Namespace) -> int:
-    model = Path(args.model)
-    cfg_path = Path(args.cfg_path) if args.cfg_path else variant_beside(model)
-    refuse_overwrite({"metrics file": args.metrics_path, "prediction folder": args.pred_dir, "report": args.report},
-                     {"model": model, "variant": cfg_path, "data root": args.data_root})
-    check_outputs(args.metrics_path, args.pred_dir, args.report, args.resume)
-    if args.metrics_path:
-        ensure_writable_file(args.metrics_path, "metrics file")
-    pred_dir = ensure_writable_dir(args.pred_dir, "prediction folder") if args.pred_dir else None
-    if args.report:
-        ensure_writable_dir(args.report, "report folder")
-    views = views_from_args(args)
-    variant = load_variant(cfg_path)
-    spec = resolve_dataset(variant, args.dataset)
-    cfg = window_config(variant, spec, args.image_size, args.window_size, args.window_stride, views)
-    samples = spec.samples(args.data_root, args.split)
-    print(describe(cfg, spec))
-    census = sample_census(samples, cfg)
+    check_evaluation_outputs(args.model, args.cfg_path, args.data_root, args.metrics_path, args.pred_dir, args.report,
+                             args.resume)
+    model = open_model_from_args(args)
+    print(describe(model.cfg, model.spec))
+    census = sample_census(model.spec.samples(args.data_root, args.split), model.cfg)
     print(census.describe())
-    census.check_memory(spec.n_cls)
+    census.check_memory(model.spec.n_cls)
     if args.dry_run:
         return 0
-    images = [s.image_path for s in samples]
-    calibration = calibration_from_images(calibration_images(args, images), cfg, args.calibration)
-    device, precision = resolve_engine(model, variant, cfg, args.device, args.precision, images, args.threads,
-                                       args.batch_size, calibration)
-    uses_calibration = (device, precision) == ("openvino", "int8")
-    journal = open_journal(args.metrics_path, args.resume, lambda: evaluation_fingerprint(
-        model, cfg_path, spec.name, spec.split_name(args.split), args.data_root, samples, cfg.to_json(), device,
-        precision, calibration.identity if uses_calibration else None), spec.n_cls)
-    try:
-        if args.ray is not None:
-            route = Route(ray_address=args.ray, ray_actors=args.ray_actors, device=device, precision=precision,
-                          threads=args.threads, variant_path=cfg_path if device == "torch-cuda" else None,
-                          model_path=prepared_model(model, variant, cfg, device, precision, calibration))
-            check_model_file(route.model_path, cfg, spec)
-        else:
-            engine = open_model(model, variant, cfg, device, precision, args.threads, args.batch_size, calibration)
-            print(f"{engine.name}, batch size {args.batch_size}")
-            route = Route(engine=engine)
-        book = evaluate_dataset(samples, census, spec, cfg, route, args.batch_size, args.workers, pred_dir,
-                                report=bool(args.report), journal=journal)
-    finally:
-        if journal is not None:
-            journal.close()
-    print(format_report(book.confusion.matrix, spec, cfg.inference))
-    scores = write_metrics(args.metrics_path, book.confusion.matrix, spec, cfg.inference)
-    if args.report:
-        write_report(args.report, book, spec, scores, f"{Path(args.model).name} on {spec.title} {args.split or ''}")
-    print(f"mIoU {scores['mean_iou']:.2f}; wrote {args.metrics_path}")
+    result = evaluate(model, args.data_root, args.split, metrics_path=args.metrics_path, pred_dir=args.pred_dir,
+                      report=args.report, resume=args.resume, ray=args.ray, ray_actors=args.ray_actors,
+                      title=f"{Path(args.model).name} on {model.spec.title} {args.split or ''}")
+    print(result.table())
+    print(f"mIoU {result.metrics['mean_iou']:.2f}; wrote {args.metrics_path}")
     return 0
 
 

@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 
 from segmenter.cli import ArgumentParser, non_negative_int, positive_int
-from segmenter.engines.backends import DEVICES, PRECISIONS, open_engine
+from segmenter.engines.backends import open_engine
 from segmenter.engines.runtime import calibration_from_inputs
+from segmenter.engines.table import DEVICES, PRECISIONS, needs_calibration
 from segmenter.errors import SegmenterError, run_cli
 from segmenter.fileroute.aisbench import list_inputs, run_benchmark
 from segmenter.files import ensure_writable_dir
@@ -55,7 +56,7 @@ def main(args: argparse.Namespace) -> int:
         output_dir = Path(args.output) / (args.output_dirname or time.strftime("%Y_%m_%d-%H_%M_%S"))
         ensure_writable_dir(output_dir, "output folder")
     calibration = None
-    if args.device == "openvino" and args.precision == "int8":  # static int8: calibrated on windows of the data
+    if args.device in DEVICES and needs_calibration(args.device, args.precision):  # calibrated on the data's windows
         source = args.calibration_dir or args.input
         if not source:
             raise SegmenterError("--precision int8 on openvino calibrates on windows: give --input or "

@@ -9,7 +9,7 @@ from segmenter.cli import ArgumentParser
 from segmenter.data.datasets import dataset_spec
 from segmenter.errors import run_cli
 from segmenter.evaluation.metrics import format_report, write_metrics
-from segmenter.fileroute.manifest import manifest_beside
+from segmenter.fileroute.manifest import GUIDE_LAYOUT_TEXT, manifest_beside
 from segmenter.fileroute.postprocess import run_postprocess
 from segmenter.files import ensure_writable_dir, ensure_writable_file, refuse_overwrite
 from segmenter.outputs.report import write_report
@@ -25,7 +25,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--metrics-path", required=True, help="YAML file to write the metrics to.")
     parser.add_argument("--manifest", default=None,
                         help="Window-layout manifest. Default: the .json beside the gt file; without one, the "
-                             "guide's fixed layout (1024x2048 images, 768 windows, stride 736, 19 classes).")
+                             f"guide's fixed layout ({GUIDE_LAYOUT_TEXT}).")
     parser.add_argument("--report", default=None, metavar="DIR",
                         help="Also write DIR/report.html: headline metrics, per-class IoU, confusion matrix, per-image "
                              "mIoU and the worst images, in one self-contained page.")
@@ -45,7 +45,8 @@ def main(args: argparse.Namespace) -> int:
     pred_dir = ensure_writable_dir(args.pred_dir, "prediction folder") if args.pred_dir else None
     if args.report:
         ensure_writable_dir(args.report, "report folder")
-    book, layout = run_postprocess(result_dir, gt_path, Path(args.manifest) if args.manifest else None, pred_dir)
+    book, layout = run_postprocess(result_dir, gt_path, Path(args.manifest) if args.manifest else None, pred_dir,
+                                   report=bool(args.report))
     spec = dataset_spec(layout.dataset)
     print(format_report(book.confusion.matrix, spec, layout.cfg.inference))
     scores = write_metrics(args.metrics_path, book.confusion.matrix, spec, layout.cfg.inference)

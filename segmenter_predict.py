@@ -20,17 +20,21 @@ from segmenter.cli import (
     add_model_flags,
     add_view_flags,
     add_window_flags,
-    calibration_images,
+    open_model_from_args,
     positive_float,
     positive_int,
-    views_from_args,
 )
-from segmenter.data.settings import describe, resolve_dataset, window_config
-from segmenter.engines.runtime import calibration_from_images, open_model, resolve_engine
+from segmenter.data.settings import describe
 from segmenter.errors import SegmenterError, run_cli
 from segmenter.files import ensure_writable_dir
-from segmenter.model.variant import load_variant, variant_beside
-from segmenter.outputs.predict import SAVE_KINDS, check_memory_of, check_outputs, collect_sources, run_predict
+from segmenter.outputs.predict import (
+    SAVE_KINDS,
+    check_memory_of,
+    check_outputs,
+    collect_sources,
+    first_frame_windows,
+    run_predict,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -65,22 +69,18 @@ def main(args: argparse.Namespace) -> int:
     sources = collect_sources(args.input, Path(args.output_dir))
     check_outputs(sources, Path(args.output_dir), save, args.frames)
     out_dir = ensure_writable_dir(args.output_dir, "output folder")
-    model = Path(args.model)
-    views = views_from_args(args)
-    variant = load_variant(Path(args.cfg_path) if args.cfg_path else variant_beside(model))
-    spec = resolve_dataset(variant, args.dataset)
-    cfg = window_config(variant, spec, args.image_size, args.window_size, args.window_stride, views)
-    print(describe(cfg, spec))
-    check_memory_of(sources, cfg, spec.n_cls)
+    model = open_model_from_args(args)
+    print(describe(model.cfg, model.spec))
+    check_memory_of(sources, model.cfg, model.spec.n_cls)
     images = [s.path for s in sources if not s.video]
-    calibration = calibration_from_images(calibration_images(args, images), cfg, args.calibration) \
-        if images or args.calibration_dir else None
-    device, precision = resolve_engine(model, variant, cfg, args.device, args.precision, images, args.threads,
-                                       args.batch_size, calibration)
-    engine = open_model(model, variant, cfg, device, precision, args.threads, args.batch_size, calibration)
-    print(f"{engine.name}, batch size {args.batch_size}: {len(sources)} inputs -> {out_dir}")
-    summary = run_predict(sources, spec, cfg, engine, out_dir, save, args.frames, args.batch_size, args.workers,
-                          args.limit, args.alpha)
+    if images:
+        model.resolve_on(images)
+    elif not model.resolved:
+        model.resolve(first_frame_windows(sources, model.cfg))
+    engine = model.engine
+    print(f"{len(sources)} inputs -> {out_dir}")
+    summary = run_predict(sources, model.spec, model.cfg, engine, out_dir, save, args.frames, args.batch_size,
+                          args.workers, args.limit, args.alpha)
     print(f"segmented {summary.images} images and {summary.frames} video frames into {out_dir}")
     if summary.failed:
         print(f"error: {len(summary.failed)} of {summary.inputs} inputs could not be read: " +

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from segmenter.api import run_settings
 from segmenter.cli import (
     ArgumentParser,
     add_dataset_flag,
@@ -14,12 +15,11 @@ from segmenter.cli import (
     positive_int,
     views_from_args,
 )
-from segmenter.data.settings import describe, resolve_dataset, window_config
+from segmenter.data.settings import describe
 from segmenter.errors import run_cli
 from segmenter.fileroute.manifest import manifest_beside
 from segmenter.fileroute.preprocess import run_preprocess
 from segmenter.files import refuse_overwrite
-from segmenter.model.variant import load_variant
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,10 +42,8 @@ def main(args: argparse.Namespace) -> int:
     gt_path = Path(args.gt_path)
     refuse_overwrite({"gt file": gt_path, "manifest": manifest_beside(gt_path), "bin folder": args.bin_dir},
                      {"variant": args.cfg_path, "data root": args.data_root})
-    views = views_from_args(args)
-    variant = load_variant(args.cfg_path)
-    spec = resolve_dataset(variant, args.dataset)
-    cfg = window_config(variant, spec, args.image_size, args.window_size, args.window_stride, views)
+    variant, spec, cfg = run_settings(args.cfg_path, args.dataset, args.image_size, args.window_size,
+                                      args.window_stride, views_from_args(args))
     print(describe(cfg, spec))
     samples = spec.samples(args.data_root, args.split)
     plans = run_preprocess(samples, Path(args.bin_dir), gt_path, cfg, spec, workers=args.workers,

@@ -17,19 +17,22 @@ import numpy as np
 import torch
 
 from segmenter.cli import ArgumentParser
+from segmenter.data.images import sample_census
 from segmenter.data.settings import resolve_dataset, window_config
+from segmenter.demo.writers import write_split
 from segmenter.engines.autotune import choose_engine, machine_id
-from segmenter.engines.backends import ENGINE_PRECISIONS, available_devices, cpu_has_bf16, open_engine
+from segmenter.engines.backends import available_devices, cpu_has_bf16, open_engine
 from segmenter.engines.quantize import Calibration
 from segmenter.engines.runtime import calibration_from_images
-from segmenter.evaluation.evaluate import sample_job, with_prefixes
+from segmenter.engines.table import DEVICES
+from segmenter.evaluation.evaluate import image_job
 from segmenter.evaluation.metrics import ConfusionMatrix, compute_scores
 from segmenter.evaluation.pipeline import run_pipeline
 from segmenter.model.cache import cache_dir
 from segmenter.model.checkpoint import load_model, write_random_checkpoint
 from segmenter.model.export import export_onnx
 from segmenter.model.network import set_fused_attention
-from segmenter.model.variant import ModelConfig, load_variant
+from segmenter.model.variant import ModelConfig, load_variant, variant_beside
 from segmenter.system import cpu_threads
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,12 +145,12 @@ def speed_table(args, peaks: dict, engines: list[tuple[str, str]], tmp: Path) ->
 
 def accuracy_table(checkpoint: Path, engines: list[tuple[str, str]], tmp: Path, images: int = 24) -> list[dict]:
     """mIoU per engine/precision on the demo's generated val set, and pixel agreement with OpenVINO fp32."""
-    variant = load_variant(checkpoint.with_name("variant.yml"))
+    variant = load_variant(variant_beside(checkpoint))
     spec = resolve_dataset(variant)
     cfg = window_config(variant, spec, log=QUIET)
     data = tmp / "val"
     if not data.exists():
-        spec.write_fake(data, "val", images, (256, 512), seed=2026)
+        write_split(data, "val", images, (256, 512), seed=2026, dataset=spec.name)
     samples = spec.samples(data)
     model, _ = load_model(checkpoint)
     onnx_path = tmp / f"{checkpoint.parent.name}.onnx"
@@ -163,7 +166,7 @@ def accuracy_table(checkpoint: Path, engines: list[tuple[str, str]], tmp: Path, 
             gt = spec.read_labels(done.merger.plan.gt_path, done.merger.plan.original_hw)
             confusion.update(gt, these[done.merger.plan.prefix])
 
-        run_pipeline([sample_job(s, p, cfg) for s, p in with_prefixes(samples)], cfg, engine, sink, 4)
+        run_pipeline([image_job(p, cfg) for p in sample_census(samples, cfg).plans], cfg, engine, sink, 4)
         labels[(device, precision)] = these
         reference = labels[("openvino", "fp32")]
         agreement = np.mean([np.mean(these[k] == reference[k]) for k in reference])
@@ -199,7 +202,8 @@ def main() -> None:
         engines = [tuple(e.split(":")) for e in args.engines]
     else:
         devices = [d for d in available_devices() if d in ("cpu", "openvino")]
-        engines = [(d, p) for d in devices for p in ENGINE_PRECISIONS[d] if p != "bf16" or cpu_has_bf16()]
+        engines = [(d, p) for d in devices for p in DEVICES[d].precisions if p not in DEVICES[d].cpu_bf16
+                   or cpu_has_bf16()]
     print(f"machine: {machine_id()}; {cpu_threads()} threads")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from segmenter.cli import ArgumentParser
+from segmenter.demo.writers import write_split
 from segmenter.engines.torch_engine import TorchEngine
 from segmenter.model.checkpoint import load_model, write_random_checkpoint
 
@@ -45,13 +46,13 @@ def demo_agreement() -> dict[str, float]:
     """Share of the demo model's predicted pixels on generated scenes equal to fp32's, per precision."""
     from segmenter.data.settings import resolve_dataset, window_config
     from segmenter.engines.runtime import image_windows
-    from segmenter.model.variant import load_variant
+    from segmenter.model.variant import load_variant, variant_beside
 
     demo = ROOT / "models" / "demo" / "checkpoint.pth"
-    variant = load_variant(demo.with_name("variant.yml"))
+    variant = load_variant(variant_beside(demo))
     spec = resolve_dataset(variant)
     with tempfile.TemporaryDirectory() as tmp:
-        paths = spec.write_fake(tmp, "val", 4, (256, 512), seed=2026)
+        paths = write_split(tmp, "val", 4, (256, 512), seed=2026, dataset=spec.name)
         windows = np.stack(image_windows(paths, window_config(variant, spec, log=lambda _: None), 64))
     ref = TorchEngine(demo, None, "cuda", "fp32")(windows).argmax(1)
     return {p: float(np.mean(TorchEngine(demo, None, "cuda", p)(windows).argmax(1) == ref)) for p in ("bf16", "fp16")}

@@ -16,13 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
+from segmenter.api import evaluate, open_model
 from segmenter.cli import ArgumentParser
+from segmenter.data.images import sample_census
 from segmenter.data.plan import MULTISCALE_RATIOS, ImagePlan, WindowConfig, make_views
 from segmenter.data.settings import resolve_dataset, window_config
+from segmenter.demo.writers import write_split
 from segmenter.engines.backends import open_engine
-from segmenter.engines.runtime import resolve_engine
 from segmenter.evaluation.distributed import ray_evaluate, start_ray
-from segmenter.evaluation.evaluate import stream_evaluate, with_prefixes
 from segmenter.model.checkpoint import load_model, write_random_checkpoint
 from segmenter.model.export import export_onnx
 from segmenter.model.variant import load_variant
@@ -72,24 +73,26 @@ def main() -> None:
         del model
         variant = load_variant(tmp / "model" / "variant.yml")
         spec = resolve_dataset(variant)
-        spec.write_fake(tmp / "data", "val", args.images, (1024, 2048), seed=3)
+        write_split(tmp / "data", "val", args.images, (1024, 2048), seed=3)
         cfg = window_config(variant, spec, log=QUIET)
         samples = spec.samples(tmp / "data")
         windows = sum(ImagePlan.for_image("", "", "", "", (1024, 2048), cfg).n_windows for _ in samples)
-        device, precision = resolve_engine(tmp / "m.onnx", variant, cfg, args.device, args.precision,
-                                           [s.image_path for s in samples])
+        model = open_model(tmp / "m.onnx", tmp / "model" / "variant.yml", device=args.device,
+                           precision=args.precision, log=QUIET)
+        model.resolve_on([s.image_path for s in samples])
+        device, precision = model.device, model.precision
         print(f"CPU: {cpu}, {os.cpu_count()} cores; engine {device} {precision}")
         rows = []
-        engine = open_engine(tmp / "m.onnx", device, precision)
+        model.engine  # opened before the clock starts, as Ray's actors open theirs before their first image
         start = time.perf_counter()
-        stream_evaluate(samples, spec, cfg, engine, log=QUIET)
+        evaluate(model, tmp / "data")
         rows.append(("one process", time.perf_counter() - start))
-        del engine
+        del model
+        plans = sample_census(samples, cfg).plans
         ray = start_ray(None, QUIET)
         for actors in (1, 2):
             start = time.perf_counter()
-            ray_evaluate(with_prefixes(samples), spec, cfg, tmp / "m.onnx", device, precision, None, 1, actors, None,
-                         log=QUIET)
+            ray_evaluate(plans, spec, cfg, tmp / "m.onnx", device, precision, None, 1, actors, None, log=QUIET)
             rows.append((f"Ray, {actors} actor{'s' * (actors > 1)}", time.perf_counter() - start))
         ray.shutdown()
         print(f"\nmeasured: Seg-{args.size}, {args.images} images of 1024x2048 = {windows} windows of 768 (stride "

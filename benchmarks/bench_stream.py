@@ -15,22 +15,20 @@ from pathlib import Path
 
 from segmenter.cli import ArgumentParser
 
-PURE = """
+OPEN = """
 import sys, time, json
 import numpy as np
-from pathlib import Path
-from segmenter.data.settings import resolve_dataset, window_config
-from segmenter.data.images import read_image
-from segmenter.engines.runtime import calibration_from_images, open_model
-from segmenter.data.plan import ImagePlan
-from segmenter.model.variant import load_variant
-variant = load_variant({variant!r})
-spec = resolve_dataset(variant)
-cfg = window_config(variant, spec, window_stride={stride})
-samples = spec.samples({data!r})
-n = sum(ImagePlan.for_image("", "", "", "", read_image(s.image_path).shape[:2], cfg).n_windows for s in samples)
-calibration = calibration_from_images([s.image_path for s in samples], cfg, 2)
-engine = open_model(Path({onnx!r}), variant, cfg, {device!r}, {precision!r}, batch_size={bs}, calibration=calibration)
+from segmenter.api import evaluate, open_model
+from segmenter.data.images import sample_census
+model = open_model({onnx!r}, {variant!r}, device={device!r}, precision={precision!r}, batch_size={bs},
+                   window_stride={stride}, calibration_count=2, log=lambda *_: None)
+samples = model.spec.samples({data!r})
+model.resolve_on([s.image_path for s in samples])
+cfg, engine = model.cfg, model.engine
+"""
+
+PURE = OPEN + """
+n = sample_census(samples, cfg).windows
 x = np.random.default_rng(0).normal(size=({bs}, 3, cfg.window_size, cfg.window_size)).astype(np.float32)
 engine(x)
 t = time.perf_counter()
@@ -40,23 +38,10 @@ hwm = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024
 print(json.dumps({{"seconds": time.perf_counter() - t, "windows": n, "peak_mb": hwm}}))
 """
 
-STREAM = """
-import sys, time, json
-import numpy as np
-from pathlib import Path
-from segmenter.data.settings import resolve_dataset, window_config
-from segmenter.evaluation.evaluate import stream_evaluate
-from segmenter.engines.runtime import calibration_from_images, open_model
-from segmenter.model.variant import load_variant
-variant = load_variant({variant!r})
-spec = resolve_dataset(variant)
-cfg = window_config(variant, spec, window_stride={stride})
-samples = spec.samples({data!r})
-calibration = calibration_from_images([s.image_path for s in samples], cfg, 2)
-engine = open_model(Path({onnx!r}), variant, cfg, {device!r}, {precision!r}, batch_size={bs}, calibration=calibration)
+STREAM = OPEN + """
 engine(np.zeros(({bs}, 3, cfg.window_size, cfg.window_size), np.float32))
 t = time.perf_counter()
-stream_evaluate(samples, spec, cfg, engine, {bs}, workers=2)
+evaluate(model, {data!r})
 hwm = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024
 print(json.dumps({{"seconds": time.perf_counter() - t, "peak_mb": hwm}}))
 """
@@ -80,7 +65,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1, help="Windows per engine call. Default: 1.")
     parser.add_argument("--stride", type=int, default=736, help="Window stride. Default: 736 (6 windows/image).")
     args = parser.parse_args()
-    from segmenter.demo.scenes import write_split
+    from segmenter.demo.writers import write_split
     from segmenter.model.checkpoint import load_model, write_random_checkpoint
     from segmenter.model.export import export_onnx
 
@@ -91,17 +76,13 @@ def main() -> None:
         model, _ = load_model(ckpt)
         export_onnx(model, tmp / "model.onnx", (768, 768), log=lambda _: None)
         del model
-        if any(pair.endswith(":int8") for pair in args.engines if pair.startswith("openvino")):
-            from segmenter.data.settings import resolve_dataset, window_config
-            from segmenter.engines.quantize import static_int8
-            from segmenter.engines.runtime import calibration_from_images
-            from segmenter.model.variant import load_variant
+        if any(pair == "openvino:int8" for pair in args.engines):  # quantized before the measured runs, whose
+            from segmenter.api import open_model  # peak memory is then the engine's alone
 
-            variant = load_variant(tmp / "model" / "variant.yml")
-            spec = resolve_dataset(variant)
-            cfg = window_config(variant, spec, window_stride=args.stride, log=lambda _: None)
-            images = [s.image_path for s in spec.samples(tmp / "data")]
-            static_int8(tmp / "model.onnx", calibration_from_images(images, cfg, 2))  # before the measured runs
+            quantized = open_model(tmp / "model.onnx", device="openvino", precision="int8", window_stride=args.stride,
+                                   calibration_count=2, log=lambda *_: None)
+            quantized.resolve_on([s.image_path for s in quantized.spec.samples(tmp / "data")])
+            quantized.model_file()
         for pair in args.engines:
             device, precision = pair.split(":")
             fields = dict(variant=str(tmp / "model" / "variant.yml"), data=str(tmp / "data"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .defaults import BATCH_SIZE, CALIBRATION_IMAGES, STRIDE_MARGIN, WORKERS
 from .errors import SegmenterError
 
 
@@ -58,14 +59,18 @@ def non_negative_float(text: str) -> float:
 
 def add_window_flags(parser: argparse.ArgumentParser) -> None:
     """--image-size, --window-size, --window-stride: the same flags and help in every script."""
+    from .data.datasets import DATASETS
+
+    boxes = ", ".join(f"{spec.title} {spec.box_ratio}" for spec in DATASETS.values())
     parser.add_argument("--image-size", type=positive_int, default=None,
-                        help="Short side S: images are resized to fit (2*S, S) keeping their ratio. Default: the "
-                             "variant's inference_kwargs.im_size, else dataset_kwargs.image_size.")
+                        help=f"Short side S: images are resized to fit (r*S, S) keeping their ratio, r the data set's "
+                             f"({boxes}). Default: the variant's inference_kwargs.im_size, else "
+                             "dataset_kwargs.image_size.")
     parser.add_argument("--window-size", type=positive_int, default=None,
                         help="Side of the square windows. Default: the variant's crop size.")
     parser.add_argument("--window-stride", type=positive_int, default=None,
-                        help="Step between windows, at most the window size. Default: window size - 32, the "
-                             "guide's choice (736 for 768 windows); upstream evaluation uses 512.")
+                        help=f"Step between windows, at most the window size. Default: window size - {STRIDE_MARGIN}, "
+                             "the guide's choice (736 for 768 windows); upstream evaluation uses 512.")
 
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
@@ -88,7 +93,7 @@ def add_dataset_flag(parser: argparse.ArgumentParser) -> None:
 
 def add_engine_flags(parser: argparse.ArgumentParser) -> None:
     """--device, --precision (auto by default), calibration, --batch-size, --workers and --threads."""
-    from .engines.backends import DEVICES, PRECISIONS
+    from .engines.table import DEVICES, PRECISIONS
 
     parser.add_argument("--device", default="auto",
                         help=f"Engine: auto (measured, see --precision) or one of {', '.join(DEVICES)}. Default: auto.")
@@ -96,27 +101,29 @@ def add_engine_flags(parser: argparse.ArgumentParser) -> None:
                         help=f"auto (the fastest that keeps fp32's predictions, measured once on this machine and "
                              f"model) or one of {', '.join(PRECISIONS)}. Default: auto.")
     add_calibration_flags(parser)
-    parser.add_argument("--batch-size", type=positive_int, default=1,
-                        help="Windows per engine call, across image boundaries. Default: 1.")
-    parser.add_argument("--workers", type=positive_int, default=2,
-                        help="Threads decoding and preprocessing images. Default: 2.")
+    parser.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE,
+                        help=f"Windows per engine call, across image boundaries. Default: {BATCH_SIZE}.")
+    parser.add_argument("--workers", type=positive_int, default=WORKERS,
+                        help=f"Threads decoding and preprocessing images. Default: {WORKERS}.")
     parser.add_argument("--threads", type=positive_int, default=None, help="Engine threads. Default: one per CPU core.")
 
 
 def add_dataset_flags(parser: argparse.ArgumentParser) -> None:
     """--data-root and --split, the same in every script that reads a data set."""
+    from .data.datasets import default_splits, top_folders
+
     parser.add_argument("--data-root", required=True,
-                        help="Folder that holds the data set's top folder: cityscapes/, ADEChallengeData2016/ or "
-                             "VOCdevkit/.")
+                        help=f"Folder that holds the data set's top folder: {top_folders()}.")
     parser.add_argument("--split", default=None,
-                        help="Split to use. Default: the data set's validation split (val; validation for ADE20K).")
+                        help=f"Split to use. Default: the data set's validation split ({default_splits()}).")
 
 
 def add_view_flags(parser: argparse.ArgumentParser) -> None:
     """--multiscale, --scales and --flip: the views each image is evaluated at."""
     parser.add_argument("--multiscale", action="store_true",
                         help="Upstream's multi-scale evaluation: resize ratios 0.5 0.75 1.0 1.25 1.5 1.75, each also "
-                             "flipped (12 views, about 5-6 times the windows of single scale).")
+                             "flipped (12 views, about 16 times the windows of single scale: 126 instead of 8 for a "
+                             "Cityscapes image at window 768, stride 512).")
     parser.add_argument("--scales", type=positive_float, nargs="+", default=None, metavar="R",
                         help="Custom resize ratios of the fit box, e.g. 0.75 1.0 1.25. Default: 1.0.")
     parser.add_argument("--flip", action="store_true", help="Also evaluate each view flipped horizontally.")
@@ -138,8 +145,6 @@ def views_from_args(args: argparse.Namespace):
 
 def add_calibration_flags(parser: argparse.ArgumentParser) -> None:
     """--calibration and --calibration-dir: the images static int8 (openvino) is calibrated on."""
-    from .engines.runtime import CALIBRATION_IMAGES
-
     parser.add_argument("--calibration", type=positive_int, default=CALIBRATION_IMAGES, metavar="N",
                         help="Images whose windows calibrate static int8 (openvino), spread over the data. "
                              f"Default: {CALIBRATION_IMAGES}.")
@@ -147,16 +152,28 @@ def add_calibration_flags(parser: argparse.ArgumentParser) -> None:
                         help="Calibrate static int8 on the images of this folder instead of the data itself.")
 
 
-def calibration_images(args: argparse.Namespace, data_images: list) -> list:
-    """The images to calibrate on: those of --calibration-dir, else the data's."""
+def calibration_dir_images(args: argparse.Namespace) -> list | None:
+    """The images of --calibration-dir, or None (static int8 then calibrates on the data itself)."""
     if not args.calibration_dir:
-        return list(data_images)
+        return None
     from pathlib import Path
 
-    from .outputs.predict import IMAGE_SUFFIXES
+    from .data.images import IMAGE_SUFFIXES
 
     folder = Path(args.calibration_dir)
     found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
     if not found:
-        raise SegmenterError(f"{folder}: no images to calibrate on (a folder of {', '.join(IMAGE_SUFFIXES)} files)")
+        raise SegmenterError(f"--calibration-dir {folder}: no images to calibrate on (a folder of "
+                             f"{', '.join(IMAGE_SUFFIXES)} files)")
     return found
+
+
+def open_model_from_args(args: argparse.Namespace):
+    """The model the model, window, view and engine flags ask for (api.open_model)."""
+    from .api import open_model
+
+    return open_model(args.model, args.cfg_path, dataset=args.dataset, device=args.device, precision=args.precision,
+                      batch_size=args.batch_size, workers=args.workers, threads=args.threads,
+                      image_size=args.image_size, window_size=args.window_size, window_stride=args.window_stride,
+                      views=views_from_args(args), calibration_images=calibration_dir_images(args),
+                      calibration_count=args.calibration)

@@ -22,6 +22,7 @@ import yaml
 from conftest import assert_one_line_error, bash_script, plain_miou, put_cityscapes_image, run_script
 
 from segmenter.data.datasets.cityscapes import LABEL_IDS as CITYSCAPES_LABEL_IDS
+from segmenter.demo.writers import write_split
 
 STEM = "lindau_000000_000001_leftImg8bit"  # the second generated image: 3 windows of 64 at stride 32
 OUT = STEM + "_{k}_0.bin"
@@ -522,10 +523,9 @@ def data_root_without_the_data_set(w):
 
 @case("{w}/data/VOCdevkit/VOC2010/JPEGImages/2008_999999.jpg", "image of 2008_999999", "line 3 of")
 def pascal_split_list_naming_a_missing_image(w):
-    from segmenter.data.datasets import dataset_spec
 
     as_dataset(w, "pascal_context")
-    dataset_spec("pascal_context").write_fake(w / "data", "val", 2, (40, 60))
+    write_split(w / "data", "val", 2, (40, 60), dataset="pascal_context")
     listing = w / "data" / "VOCdevkit" / "VOC2010" / "ImageSets" / "SegmentationContext" / "val.txt"
     listing.write_text(listing.read_text() + "2008_999999\n")
     return prep(w)
@@ -533,9 +533,8 @@ def pascal_split_list_naming_a_missing_image(w):
 
 @case("ADE_val_00000002.png", "holds value 200, above the 150 classes of ADE20K")
 def ade_annotation_above_150(w):
-    from segmenter.data.datasets import dataset_spec
 
-    dataset_spec("ade20k").write_fake(w / "ade", "validation", 2, (40, 60))
+    write_split(w / "ade", "validation", 2, (40, 60), dataset="ade20k")
     annotation = w / "ade" / "ADEChallengeData2016" / "annotations" / "validation" / "ADE_val_00000002.png"
     label = cv2.imread(str(annotation), cv2.IMREAD_UNCHANGED)
     label[5, 5] = 200
@@ -786,6 +785,16 @@ def perf_csv_is_a_folder(w):
 def perf_csv_unwritable(w):
     (w / "blocker").write_text("x")
     return bash_script("perf.sh", w / "model.onnx", "--csv", w / "blocker" / "perf.csv")
+
+
+@case("--device npu --precision fp32", "unknown device 'npu'", "torch-cuda", unwritten=("perf.csv",))
+def perf_unknown_device(w):  # the engine table's own check
+    return bash_script("perf.sh", w / "model.onnx", "--csv", w / "perf.csv", "--device", "npu")
+
+
+@case("--device cpu --precision bf16", "offers precisions fp32, int8", unwritten=("perf.csv",))
+def perf_precision_the_device_lacks(w):
+    return bash_script("perf.sh", w / "model.onnx", "--csv", w / "perf.csv", "--precision", "bf16")
 
 
 @case("lacks the requirements", "bash setup.sh", unwritten=("perf.csv",))
@@ -1063,7 +1072,7 @@ def test_predict_output_inside_the_input_folder_is_not_read_back(work):
     for _ in range(2):
         proc = run_script(*args)
         assert proc.returncode == 0, proc.stderr
-        assert ": 3 inputs ->" in proc.stdout
+        assert "\n3 inputs ->" in proc.stdout
     assert len(list((images / "predicted").rglob("*_labels.png"))) == 3
 
 
@@ -1074,5 +1083,5 @@ def test_quoted_glob_follows_a_link_loop_once(work):
                       work / "model" / "variant.yml", "--input", f"{images}/**/*.png", "--output-dir", work / "out",
                       "--device", "cpu", "--precision", "fp32", "--save", "labels")
     assert proc.returncode == 0, proc.stderr
-    assert ": 3 inputs ->" in proc.stdout
+    assert "\n3 inputs ->" in proc.stdout
     assert len(list((work / "out").rglob("*_labels.png"))) == 3

@@ -105,9 +105,9 @@ def test_stopped_runs_resume_on_both_routes(setup, reference, tmp_path):
 
 def test_a_killed_actor_is_restarted_and_its_images_redone(setup, reference, tmp_path):
     """Fault injected: an actor kills its own process the first time it has scored two images."""
+    from segmenter.data.images import sample_census
     from segmenter.data.settings import resolve_dataset, window_config
     from segmenter.evaluation.distributed import RayScorer, ray_evaluate
-    from segmenter.evaluation.evaluate import with_prefixes
     from segmenter.evaluation.metrics import compute_scores
     from segmenter.model.variant import load_variant
 
@@ -129,8 +129,8 @@ def test_a_killed_actor_is_restarted_and_its_images_redone(setup, reference, tmp
     cfg = window_config(variant, spec, log=lambda _: None)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        book = ray_evaluate(with_prefixes(spec.samples(setup / "data")), spec, cfg, setup / "m.onnx", "cpu", "fp32",
-                            None, 1, 2, None, scorer=DyingScorer, log=lambda _: None)
+        book = ray_evaluate(sample_census(spec.samples(setup / "data"), cfg).plans, spec, cfg, setup / "m.onnx", "cpu",
+                            "fp32", None, 1, 2, None, scorer=DyingScorer, log=lambda _: None)
     finally:
         ray.shutdown()
     assert marker.exists()  # the fault did happen
@@ -159,3 +159,46 @@ def test_a_second_node_joined_by_address_does_part_of_the_work(setup, reference,
     nodes = proc.stdout.split("images per Ray node: ")[1].splitlines()[0].split(", ")
     assert len(nodes) == 2 and sum(int(n.split()[1]) for n in nodes) == N_IMAGES  # both nodes scored images
     assert yaml.safe_load((tmp_path / "cluster.yaml").read_text()) == reference["fast"]
+
+
+def test_gpu_engines_ask_ray_for_a_gpu_per_actor(monkeypatch, setup):
+    """Every device the engine table marks as a GPU one (torch-cuda included) gets num_gpus=1 per actor."""
+    import segmenter.evaluation.distributed as distributed
+    from segmenter.data.images import sample_census
+    from segmenter.data.settings import resolve_dataset, window_config
+    from segmenter.engines.table import DEVICES
+    from segmenter.model.variant import load_variant
+
+    asked = {}
+
+    class FakeDataset:
+        def map_batches(self, scorer, **kwargs):
+            asked.update(kwargs)
+            return self
+
+        def iter_batches(self, **_):
+            return iter(())
+
+    class FakeRay:
+        data = type("data", (), {"from_items": staticmethod(lambda rows, **_: FakeDataset()),
+                                 "ActorPoolStrategy": staticmethod(lambda size: size)})
+
+        @staticmethod
+        def cluster_resources():
+            return {"CPU": 4, "GPU": 2}
+
+        @staticmethod
+        def put(data):
+            return data
+
+    monkeypatch.setattr(distributed, "start_ray", lambda address, log: FakeRay)
+    variant = load_variant(setup / "model" / "variant.yml")
+    spec = resolve_dataset(variant)
+    cfg = window_config(variant, spec, log=lambda _: None)
+    plans = sample_census(spec.samples(setup / "data"), cfg).plans[:1]
+    for device in DEVICES.values():
+        with pytest.raises(Exception, match="Ray returned 0 of 1 images"):
+            distributed.ray_evaluate(plans, spec, cfg, setup / "m.onnx", device.name, device.precisions[0], None, 1,
+                                     2, None, log=lambda _: None)
+        assert (asked["num_gpus"], asked["num_cpus"]) == ((1, 0) if device.gpu else (0, 2)), device.name
+    assert DEVICES["torch-cuda"].gpu

@@ -13,7 +13,7 @@ import yaml
 from conftest import GOLDEN, GOLDEN_CASES, plain_miou, run_script
 
 from segmenter.data.windows import WindowMerger, cut_windows, window_anchors
-from segmenter.demo.scenes import write_split
+from segmenter.demo.writers import write_split
 from segmenter.model.checkpoint import load_model
 from segmenter.model.variant import NORMALIZATIONS
 

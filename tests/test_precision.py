@@ -63,7 +63,11 @@ def test_auto_takes_the_fastest_that_keeps_the_predictions(two_engines, tmp_path
     assert choose(opener, tmp_path / "b", slow_bf16, monkeypatch) == ("cpu", "int8")
     assert choose(opener, tmp_path / "b", slow_bf16, monkeypatch, budget=0.9) == ("openvino", "int8")  # wider budget
     no_int8 = {k: v for k, v in slow_bf16.items() if k[1] != "int8"}
-    monkeypatch.setattr(autotune, "ENGINE_PRECISIONS", {"openvino": ("fp32", "bf16"), "cpu": ("fp32",)})
+    from dataclasses import replace
+
+    table = autotune.DEVICES
+    monkeypatch.setattr(autotune, "DEVICES", {"openvino": replace(table["openvino"], precisions=("fp32", "bf16")),
+                                              "cpu": replace(table["cpu"], precisions=("fp32",))})
     assert choose(opener, tmp_path / "c", no_int8, monkeypatch) == ("openvino", "fp32")  # bf16 slower: not chosen
 
 

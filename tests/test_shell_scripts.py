@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import bash_script as bash
 
+from segmenter.demo.writers import write_split
 from segmenter.model.checkpoint import write_random_checkpoint
 
 
@@ -61,9 +62,8 @@ def test_perf_missing_model(tmp_path):
 
 
 def test_perf_projects_the_data_set_time(onnx_model, tmp_path):
-    from segmenter.data.datasets import dataset_spec
 
-    dataset_spec("cityscapes").write_fake(tmp_path / "data", "val", 2, (100, 200))
+    write_split(tmp_path / "data", "val", 2, (100, 200))
     variant = onnx_model.parent / "variant.yml"
     single = bash("perf.sh", onnx_model, "--cfg-path", variant, "--data-root", tmp_path / "data", "--batch-sizes", "2",
                   "--loop", 2, "--csv", tmp_path / "a.csv")

@@ -9,10 +9,11 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from segmenter.data.datasets.cityscapes import SPEC as CITYSCAPES
+from segmenter.data.images import sample_census
 from segmenter.data.plan import MAX_WINDOWS_PER_IMAGE, ImagePlan, View, WindowConfig
 from segmenter.engines.backends import open_engine
 from segmenter.errors import SegmenterError
-from segmenter.evaluation.evaluate import stream_evaluate
+from segmenter.evaluation.evaluate import EngineRoute, evaluate_dataset
 from segmenter.fileroute.aisbench import list_inputs, run_benchmark
 from segmenter.fileroute.postprocess import run_postprocess
 from segmenter.fileroute.preprocess import run_preprocess
@@ -82,8 +83,8 @@ def test_file_and_streaming_routes_agree_on_any_size(tiny_model, tmp_path, strid
     run_benchmark(engine, inputs=list_inputs(str(tmp_path / "bins")), output_dir=tmp_path / "result",
                   batch_size=8, log=quiet)
     files, _ = run_postprocess(tmp_path / "result", tmp_path / "gt.txt", pred_dir=tmp_path / "pred_files", log=quiet)
-    stream = stream_evaluate(samples, CITYSCAPES, cfg, engine, batch_size=8, pred_dir=tmp_path / "pred_stream",
-                             log=quiet)
+    stream = evaluate_dataset(sample_census(samples, cfg).plans, CITYSCAPES, cfg, EngineRoute(engine, batch_size=8),
+                              pred_dir=tmp_path / "pred_stream", log=quiet)
     assert (files.confusion.matrix == stream.confusion.matrix).all()
     for plan, (h, w) in zip(plans, sizes):
         a = cv2.imread(str(tmp_path / "pred_files" / "labelIds" / f"{plan.prefix}.png"), cv2.IMREAD_UNCHANGED)

@@ -11,7 +11,8 @@ import argparse
 from pathlib import Path
 
 from segmenter.cli import ArgumentParser, positive_int
-from segmenter.data.datasets import DATASETS, dataset_spec
+from segmenter.data.datasets import DATASETS, dataset_spec, default_splits
+from segmenter.demo.writers import write_split
 from segmenter.errors import SegmenterError, run_cli
 
 
@@ -22,8 +23,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dataset", choices=list(DATASETS), default="cityscapes",
                         help="Layout and label conventions to write. Default: cityscapes.")
     parser.add_argument("--split", default=None,
-                        help="Split to write. Default: the data set's validation split (val; validation for "
-                             "ADE20K). Cityscapes' val images are spread over frankfurt, lindau and munster.")
+                        help=f"Split to write. Default: the data set's validation split ({default_splits()}). "
+                             "Cityscapes' val images are spread over frankfurt, lindau and munster.")
     parser.add_argument("--n-images", type=positive_int, default=6, help="Number of images. Default: 6.")
     parser.add_argument("--size", type=positive_int, nargs=2, metavar=("H", "W"), default=(256, 512),
                         help="Image height and width in pixels, at least 16. Default: 256 512.")
@@ -35,7 +36,7 @@ def main(args: argparse.Namespace) -> int:
     if min(args.size) < 16:
         raise SegmenterError(f"--size must be at least 16 16, got {args.size[0]} {args.size[1]}")
     spec = dataset_spec(args.dataset)
-    paths = spec.write_fake(args.data_root, spec.split_name(args.split), args.n_images, tuple(args.size), args.seed)
+    paths = write_split(args.data_root, args.split, args.n_images, tuple(args.size), args.seed, spec.name)
     print(f"wrote {len(paths)} {args.size[0]}x{args.size[1]} {spec.title} images with their labels under "
           f"{Path(args.data_root) / spec.folder}")
     return 0

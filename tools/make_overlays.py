@@ -8,10 +8,9 @@ from pathlib import Path
 from segmenter.cli import ArgumentParser
 from segmenter.data.datasets import DATASETS, DatasetSpec, dataset_spec
 from segmenter.data.datasets.spec import read_label_file
-from segmenter.data.images import read_image
+from segmenter.data.images import read_image, write_image
 from segmenter.data.plan import assign_prefixes
 from segmenter.errors import SegmenterError, run_cli
-from segmenter.evaluation.metrics import write_png
 from segmenter.fileroute.manifest import manifest_beside, read_manifest
 from segmenter.outputs.visualize import overlay_picture
 
@@ -58,7 +57,7 @@ def main(args: argparse.Namespace) -> int:
         gt = spec.read_labels(gt_path, image.shape[:2])
         labels = read_label_file(Path(args.pred_dir) / "labels" / f"{stem}.png")
         target = out_dir / f"{stem}_overlay.png"
-        write_png(target, overlay_picture(image, labels, spec, args.alpha, gt)[0])
+        write_image(target, overlay_picture(image, labels, spec, args.alpha, gt)[0])
         print(f"wrote {target}")
     return 0
 

@@ -20,6 +20,7 @@ from segmenter.cli import ArgumentParser
 from segmenter.data.datasets.cityscapes import SPEC as CITYSCAPES
 from segmenter.data.images import view_windows
 from segmenter.data.plan import ImagePlan, WindowConfig
+from segmenter.defaults import default_stride
 from segmenter.demo.scenes import draw_street_scene
 from segmenter.errors import run_cli
 from segmenter.evaluation.metrics import ConfusionMatrix, compute_scores
@@ -132,7 +133,7 @@ def main(args: argparse.Namespace) -> int:
     short = min(args.image_size)
     variant = make_variant_dict("tiny", n_cls=19, image_size=args.window, patch_size=args.patch_size,
                                 decoder_layers=args.decoder_layers, im_size=short,
-                                window_stride=args.window - 32, d_model=args.d_model, n_heads=args.n_heads,
+                                window_stride=default_stride(args.window), d_model=args.d_model, n_heads=args.n_heads,
                                 n_layers=args.n_layers, backbone=f"vit_demo_patch{args.patch_size}_{args.window}")
     parsed = parse_variant(variant, Path(args.out_dir) / "variant.yml")
     model = Segmenter(parsed.model)
@@ -143,7 +144,7 @@ def main(args: argparse.Namespace) -> int:
     val = scenes(args.val_images, tuple(args.image_size), args.seed + 2)
     index = class_index(train, 64, rng)
     print(f"generated {len(train)} training and {len(val)} validation scenes in {time.time() - t0:.0f} s")
-    cfg = WindowConfig(short, args.window, args.window - 32, parsed.normalization)
+    cfg = WindowConfig(short, args.window, default_stride(args.window), parsed.normalization)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "pos_embed" not in n and "token" not in n]
     rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "pos_embed" not in n and "token" not in n)]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},

@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 
 from ..errors import SegmenterError
-from ..files import FileDigest, read_digested
+from ..files import FileDigest, atomic_write, read_digested
 from ..model.variant import NORMALIZATIONS
 from ..system import check_memory
-from .plan import ImagePlan, View, WindowConfig
+from .plan import ImagePlan, View, WindowConfig, assign_prefixes
 from .windows import cut_windows
 
 
@@ -34,6 +34,26 @@ def load_image(path: str | Path) -> tuple[np.ndarray, FileDigest]:
 def read_image(path: str | Path) -> np.ndarray:
     """(H, W, 3) uint8 BGR."""
     return load_image(path)[0]
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")  # what OpenCV reads as images
+JPEG_QUALITY = 95
+
+
+def encode_image(image: np.ndarray, ext: str = ".png") -> bytes:
+    """An image (uint8 or uint16, gray or BGR) as the bytes of a PNG, or a JPEG at quality JPEG_QUALITY."""
+    jpeg = ext.lower() in (".jpg", ".jpeg")
+    ok, data = cv2.imencode(ext, image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if jpeg else [])
+    if not ok:
+        raise SegmenterError(f"an image of shape {image.shape} and type {image.dtype} cannot be encoded as {ext}")
+    return data.tobytes()
+
+
+def write_image(path: str | Path, image: np.ndarray) -> None:
+    """Encode an image by its path's suffix and write it atomically, creating its folder."""
+    path = Path(path)
+    data = encode_image(image, path.suffix or ".png")
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def preprocess_view(bgr: np.ndarray, layout_resized: tuple[int, int], canvas: tuple[int, int], view: View,
@@ -122,11 +142,13 @@ class Census:
 
 def take_census(paths: list, cfg: WindowConfig, gt_paths: list | None = None,
                 sizes: list[tuple[int, int]] | None = None) -> Census:
-    """The census of images (with their ground truths, when given); sizes not given are read from the headers."""
+    """The census of images (with their ground truths, when given), each with the unique window prefix the file
+    route gives it; sizes not given are read from the headers."""
     gt_paths = gt_paths or [""] * len(paths)
     sizes = sizes or [header_size(p) for p in paths]
-    return Census(cfg, [ImagePlan.for_image(Path(p).name, "", p, gt, hw, cfg)
-                        for p, gt, hw in zip(paths, gt_paths, sizes)])
+    names = [Path(p).name for p in paths]
+    return Census(cfg, [ImagePlan.for_image(name, prefix, p, gt, hw, cfg)
+                        for name, prefix, p, gt, hw in zip(names, assign_prefixes(names), paths, gt_paths, sizes)])
 
 
 def sample_census(samples, cfg: WindowConfig) -> Census:

@@ -1,6 +1,7 @@
 """A run's settings from the variant, the data set and the user's choices: which data set, which windows."""
 from __future__ import annotations
 
+from ..defaults import default_stride
 from ..errors import SegmenterError
 from ..model.variant import Variant
 from .datasets import DATASETS, DatasetSpec, dataset_spec
@@ -27,7 +28,8 @@ def window_config(variant: Variant, spec: DatasetSpec, image_size: int | None = 
                   window_stride: int | None = None, views: tuple[View, ...] = SINGLE_SCALE,
                   log=print) -> WindowConfig:
     """Given values, else the upstream evaluation's: S from the variant (inference_kwargs.im_size, then
-    dataset_kwargs.image_size), else the data set's; the window from the variant; stride window - 32."""
+    dataset_kwargs.image_size), else the data set's; the window from the variant; the stride the variant's own,
+    else the guide's (window - 32)."""
     for note in variant.notes:
         log(f"note: {note}")
     size = image_size if image_size is not None else variant.image_size
@@ -36,7 +38,7 @@ def window_config(variant: Variant, spec: DatasetSpec, image_size: int | None = 
         log(f"note: {variant.path.name} has no inference_kwargs.im_size or dataset_kwargs.image_size: images "
             f"resized with S = {size}, the upstream evaluation's for {spec.title}")
     window = window_size if window_size is not None else variant.window_size
-    stride = window_stride if window_stride is not None else max(window - 32, 1)
+    stride = next(s for s in (window_stride, variant.window_stride, default_stride(window)) if s is not None)
     return WindowConfig(image_size=size, window_size=window, window_stride=stride,
                         normalization=variant.normalization, box_ratio=spec.box_ratio, views=views)
 

@@ -7,7 +7,6 @@ the same files.
 from __future__ import annotations
 
 import zlib
-from pathlib import Path
 from typing import Iterator
 
 import cv2
@@ -19,7 +18,6 @@ from ..data.datasets.spec import IGNORE_INDEX
 ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE, LIGHT, SIGN, VEGETATION, TERRAIN, SKY = range(11)
 PERSON, RIDER, CAR, TRUCK, BUS, TRAIN, MOTORCYCLE, BICYCLE = range(11, 19)
 EGO_VEHICLE_LABEL_ID = 1  # void in the evaluation: train id 255
-HAS_INSTANCES = {PERSON, RIDER, CAR, TRUCK, BUS, TRAIN, MOTORCYCLE, BICYCLE}
 
 
 class Scene:
@@ -283,20 +281,3 @@ def lookup_from_street(values: list[int], unlabelled: int) -> np.ndarray:
     table = np.full(256, unlabelled, np.uint8)
     table[:len(values)] = values
     return table
-
-
-def write_png(path: Path, image: np.ndarray, ext: str = ".png") -> None:
-    """Encode and write an image (PNG, or JPEG at quality 95), creating its folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ok, data = cv2.imencode(ext, image, [cv2.IMWRITE_JPEG_QUALITY, 95] if ext == ".jpg" else [])
-    if not ok:
-        raise OSError(f"{path}: encoding failed")
-    path.write_bytes(data.tobytes())
-
-
-def write_split(root: str | Path, split: str, n_images: int, hw: tuple[int, int], seed: int = 0,
-                dataset: str = "cityscapes") -> list[Path]:
-    """Write n_images scenes of size hw in the layout of `dataset` under root; returns the image paths."""
-    from ..data.datasets import dataset_spec
-
-    return dataset_spec(dataset).write_fake(root, split, n_images, hw, seed)

@@ -1,1 +1,1 @@
-"""Running exported models: the engine table, ONNX Runtime, OpenVINO, PyTorch, lower precisions, the measured auto choice."""
+"""Running exported models: the engine table, ONNX Runtime, OpenVINO, PyTorch, lower precisions, auto."""

@@ -17,7 +17,8 @@ import numpy as np
 
 from ..errors import SegmenterError
 from ..files import atomic_write
-from .backends import ENGINE_PRECISIONS, GPU_DEVICES, Engine, available_devices, cpu_has_bf16
+from .backends import Engine, available_devices, cpu_has_bf16
+from .table import DEVICES
 
 AGREEMENT_BUDGET = 0.99  # least share of probe pixels whose class equals fp32's
 PROBE_CALLS = 3  # timed calls per candidate, after WARMUP_CALLS; the fastest call counts (noise only slows)
@@ -61,19 +62,18 @@ def engine_versions() -> str:
 
 def candidates(device: str, precision: str, torch_ok: bool, calibration_ok: bool) -> list[tuple[str, str]]:
     """(device, precision) pairs to probe for the given choices, fp32 references first."""
-    devices = available_devices() if device == "auto" else [device]
-    if device == "auto" and any(d in GPU_DEVICES for d in devices):
-        devices = [d for d in devices if d in GPU_DEVICES]  # a GPU beats these CPUs; probe the GPU engines
+    devices = [DEVICES[d] for d in (available_devices() if device == "auto" else [device]) if d in DEVICES]
+    if device == "auto" and any(d.gpu for d in devices):
+        devices = [d for d in devices if d.gpu]  # a GPU beats these CPUs; probe the GPU engines
     pairs = []
     for d in devices:
-        if d == "torch-cuda" and not torch_ok:
+        if d.opens == "checkpoint" and not torch_ok:
             continue
-        for p in ENGINE_PRECISIONS[d] if precision == "auto" else [precision]:
-            if p not in ENGINE_PRECISIONS[d] or (d == "openvino" and p == "bf16" and not cpu_has_bf16()):
+        for p in d.precisions if precision == "auto" else [precision]:
+            if p not in d.precisions or (p in d.cpu_bf16 and not cpu_has_bf16()) or (p in d.calibrated
+                                                                                       and not calibration_ok):
                 continue
-            if d == "openvino" and p == "int8" and not calibration_ok:
-                continue
-            pairs.append((d, p))
+            pairs.append((d.name, p))
     return sorted(pairs, key=lambda dp: dp[1] != "fp32")
 
 

@@ -1,17 +1,7 @@
 """Inference engines behind one interface: (B, 3, H, W) float32 windows -> (B, K, H, W) float32 logits.
 
-| device     | engine                                         | precisions        |
-|------------|------------------------------------------------|-------------------|
-| cpu        | ONNX Runtime, CPUExecutionProvider             | fp32, int8        |
-| openvino   | OpenVINO, CPU plugin                           | fp32, bf16, int8  |
-| cuda       | ONNX Runtime, CUDAExecutionProvider            | fp32, fp16        |
-| tensorrt   | ONNX Runtime, TensorrtExecutionProvider        | fp32, fp16        |
-| torch-cuda | this package's PyTorch model on a CUDA GPU     | bf16, fp16, fp32  |
-
-int8 on cpu is ONNX Runtime's dynamic quantization of the MatMul weights; on openvino, static int8 made
-with NNCF on calibration windows (quantize.py). bf16 needs a CPU with bf16 instructions (AVX512-BF16 or
-AMX). fp16 on CUDA converts the graph, on TensorRT builds fp16 kernels. torch-cuda runs the checkpoint
-itself (no ONNX Runtime GPU build or TensorRT needed) with scaled-dot-product (flash) attention.
+ONNX Runtime (CPU, CUDA and TensorRT providers) and OpenVINO on exported models; which device offers
+what is the engine table's (table.py).
 """
 from __future__ import annotations
 
@@ -23,24 +13,9 @@ import numpy as np
 from ..errors import SegmenterError
 from ..system import check_memory, cpu_threads
 from .quantize import Calibration, derived_model, dynamic_int8, fp16_graph, fp16_ir, read_openvino, static_int8
+from .table import device_record
 
 INPUT_NAME, OUTPUT_NAME = "input", "output"  # the names segmenter_pytorch2onnx.py gives the graph's ends
-
-ENGINE_PRECISIONS = {
-    "cpu": ("fp32", "int8"),
-    "openvino": ("fp32", "bf16", "int8"),
-    "cuda": ("fp32", "fp16"),
-    "tensorrt": ("fp32", "fp16"),
-    "torch-cuda": ("bf16", "fp16", "fp32"),
-}
-GPU_DEVICES = ("tensorrt", "cuda", "torch-cuda")
-
-
-def is_gpu(device: str) -> bool:
-    return device in GPU_DEVICES
-DEVICES = tuple(ENGINE_PRECISIONS)
-PRECISIONS = tuple(dict.fromkeys(p for offered in ENGINE_PRECISIONS.values() for p in offered))
-
 
 class Engine(Protocol):
     name: str  # e.g. "onnxruntime-cpu fp32"
@@ -173,12 +148,7 @@ def open_engine(model_path: str | Path, device: str = "cpu", precision: str = "f
         raise SegmenterError(f"{model_path}: .om models run on Ascend hosts with `python3 -m ais_bench`")
     if not model_path.is_file():
         raise SegmenterError(f"{model_path}: model file not found")
-    if device not in ENGINE_PRECISIONS:
-        raise SegmenterError(f"unknown device '{device}' (known: {', '.join(DEVICES)})")
-    if precision not in ENGINE_PRECISIONS[device]:
-        raise SegmenterError(f"device {device} offers precisions {', '.join(ENGINE_PRECISIONS[device])}, "
-                             f"not '{precision}'")
-    if device == "torch-cuda":
+    if device_record(device, precision).opens == "checkpoint":
         from .torch_engine import TorchEngine
 
         return TorchEngine(model_path, variant, "cuda", precision, batch_size)

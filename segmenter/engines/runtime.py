@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.arrays import read_window_file
 from ..data.images import read_image, view_windows
 from ..data.plan import ImagePlan, WindowConfig
+from ..defaults import CALIBRATION_IMAGES, MAX_CALIBRATION_WINDOWS
 from ..errors import SegmenterError
 from ..files import content_key, file_sha256
 from ..model.cache import cache_dir, exported_model
@@ -18,9 +20,7 @@ from ..model.variant import Variant
 from .autotune import choose_engine
 from .backends import Engine, open_engine, require_window
 from .quantize import Calibration, static_int8
-
-CALIBRATION_IMAGES = 8  # images whose windows calibrate static int8, spread over the data set
-MAX_CALIBRATION_WINDOWS = 300
+from .table import needs_calibration, opens_checkpoint
 
 
 def image_windows(paths: list[Path], cfg: WindowConfig, limit: int) -> list[np.ndarray]:
@@ -81,31 +81,29 @@ def check_model_file(model: Path, cfg: WindowConfig, spec) -> None:
 
 def calibration_from_inputs(files: list[Path], model: Path, count: int = MAX_CALIBRATION_WINDOWS) -> Calibration:
     """Calibration on window files (.bin/.npy) of the file route, spread over the folder."""
-    from ..fileroute.aisbench import read_input
-
     item_shape = onnx_io(model)[0]
     chosen = spread(files, count)
     identity = content_key([file_sha256(f) for f in chosen], item_shape)
     return Calibration(f"{len(chosen)} window files ({chosen[0]} ...) {identity}",
-                       lambda: [read_input(f, item_shape)[0] for f in chosen])
+                       lambda: [read_window_file(f, item_shape, "a calibration window")[0] for f in chosen])
 
 
 def prepared_model(model: Path, variant: Variant, cfg: WindowConfig, device: str, precision: str,
                    calibration: Calibration | None = None, log=print) -> Path:
     """The file the engine opens: the checkpoint itself for torch-cuda; else the ONNX export (a checkpoint is
     exported at the window size through the cache), or its static int8 IR for openvino int8."""
-    if device == "torch-cuda":
+    if opens_checkpoint(device):
         return model
     if model.suffix in (".pth", ".pt"):
         model = exported_model(model, variant, (cfg.window_size, cfg.window_size), log)
-    if device == "openvino" and precision == "int8":
+    if needs_calibration(device, precision):
         model = static_int8(model, calibration, log=log)
     return model
 
 
-def open_model(model: Path, variant: Variant, cfg: WindowConfig, device: str, precision: str,
-               threads: int | None = None, batch_size: int = 1, calibration: Calibration | None = None,
-               log=print) -> Engine:
+def open_model_engine(model: Path, variant: Variant, cfg: WindowConfig, device: str, precision: str,
+                      threads: int | None = None, batch_size: int = 1, calibration: Calibration | None = None,
+                      log=print) -> Engine:
     """The engine for a checkpoint or an exported ONNX model at `precision` on `device`."""
     path = prepared_model(model, variant, cfg, device, precision, calibration, log)
     engine = open_engine(path, device, precision, threads, batch_size, variant=variant)
@@ -113,20 +111,27 @@ def open_model(model: Path, variant: Variant, cfg: WindowConfig, device: str, pr
     return engine
 
 
+def probe_windows(images: list[Path], cfg: WindowConfig, batch_size: int) -> np.ndarray:
+    """(k, 3, window, window) windows of the first image to measure engines on: at least a batch, two at least."""
+    if not images:
+        raise SegmenterError("no image to measure the engines on")
+    return np.stack(image_windows(images[:1], cfg, max(2, batch_size)))
+
+
 def resolve_engine(model: Path, variant: Variant, cfg: WindowConfig, device: str, precision: str,
-                   probe_images: list[Path], threads: int | None = None, batch_size: int = 1,
+                   probe: np.ndarray | None, threads: int | None = None, batch_size: int = 1,
                    calibration: Calibration | None = None, log=print) -> tuple[str, str]:
-    """`auto` device and precision, measured on windows of the first probe image (once: cached)."""
+    """`auto` device and precision, measured on the probe windows (once per machine and model: cached)."""
     if "auto" not in (device, precision):
         return device, precision
     choices = cache_dir("auto")  # an unusable cache is refused before anything is measured
-    if not probe_images:
+    if probe is None or not len(probe):
         raise SegmenterError("no image to measure the engines on")
     if model.suffix == ".onnx":  # before any engine is timed
         require_window(onnx_io(model)[0][1:], cfg.window_size, model)
-    probe = np.stack(image_windows(probe_images[:1], cfg, max(2, batch_size)))
     quiet = lambda *_: None  # noqa: E731
     return choose_engine(
-        device, precision, lambda d, p: open_model(model, variant, cfg, d, p, threads, batch_size, calibration, quiet),
+        device, precision,
+        lambda d, p: open_model_engine(model, variant, cfg, d, p, threads, batch_size, calibration, quiet),
         probe, batch_size, file_sha256(model), choices, torch_ok=model.suffix in (".pth", ".pt"),
         calibration_ok=calibration is not None, log=log)

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from ..data.plan import ImagePlan, View, WindowConfig
-from ..engines.backends import is_gpu
+from ..engines.table import is_gpu
 from ..errors import SegmenterError
 from ..files import FileDigest
 from ..progress import progress
@@ -68,9 +68,8 @@ class RayScorer:
 
     def score(self, rows: dict[str, np.ndarray]) -> list[tuple]:
         """(row, (K, K) counts, label PNG or b"", image digest, ground-truth digest) per image, in any order."""
-        from ..data.images import load_image
+        from ..data.images import encode_image, load_image
         from ..data.plan import ImagePlan
-        from ..outputs.visualize import png_bytes
         from .pipeline import Job
 
         def job(i: int) -> Job:
@@ -85,7 +84,7 @@ class RayScorer:
 
         def sink(done: Finished) -> None:
             score = score_image(done.merger, self.spec, done.merger.plan.gt_path)
-            results.append((done.job.meta, score.confusion, png_bytes(score.labels) if self.keep_labels else b"",
+            results.append((done.job.meta, score.confusion, encode_image(score.labels) if self.keep_labels else b"",
                             json.dumps(done.digest.to_json()), json.dumps(score.gt_digest.to_json())))
 
         run_pipeline([job(i) for i in range(len(rows["row"]))], self.cfg, self.engine, sink, self.batch_size,
@@ -195,19 +194,19 @@ def start_ray(address: str | None, log=print):
     return ray
 
 
-def ray_evaluate(items, spec, cfg: WindowConfig, model_path: Path, device: str, precision: str, threads: int | None,
-                 batch_size: int, actors: int, address: str | None, pred_dir: Path | None = None,
+def ray_evaluate(plans: list[ImagePlan], spec, cfg: WindowConfig, model_path: Path, device: str, precision: str,
+                 threads: int | None, batch_size: int, actors: int, address: str | None, pred_dir: Path | None = None,
                  journal: Journal | None = None, book: ScoreBook | None = None, keep_labels: bool = False,
                  variant_path: Path | None = None, scorer=RayScorer, log=print) -> ScoreBook:
-    """Score (sample, prefix) items on Ray with `actors` actors; adds to `book` and `journal` as images come back.
+    """Score the images of `plans` on Ray with `actors` actors; adds to `book` and `journal` as images come back.
 
     The metrics do not depend on the order in which images finish or on the number of actors; an image whose
     result arrives twice (a task retried after an actor died) counts once.
     """
     ray = start_ray(address, log)
     book = book or ScoreBook(spec.n_cls)
-    rows = [{"row": i, "name": s.name, "prefix": p, "image_path": str(s.image_path), "gt_path": str(s.gt_path)}
-            for i, (s, p) in enumerate(items)]
+    rows = [{"row": i, "name": p.name, "prefix": p.prefix, "image_path": str(p.image_path), "gt_path": str(p.gt_path)}
+            for i, p in enumerate(plans)]
     if not rows:
         return book
     gpus = is_gpu(device)

@@ -7,6 +7,7 @@ import numpy as np
 import yaml
 
 from ..data.datasets import IGNORE_INDEX, DatasetSpec
+from ..data.images import write_image
 from ..errors import SegmenterError
 from ..files import atomic_write
 
@@ -127,31 +128,12 @@ def write_metrics(path: str | Path, matrix: np.ndarray, spec: DatasetSpec, infer
     return scores
 
 
-def colourize(labels: np.ndarray, spec: DatasetSpec) -> np.ndarray:
-    """(H, W) train ids -> (H, W, 3) uint8 BGR in the data set's palette; 255 (ignore) black."""
-    lut = np.zeros((256, 3), np.uint8)
-    lut[:spec.n_cls] = np.asarray(spec.palette, np.uint8)[:, ::-1]
-    return lut[labels]
-
-
 def save_prediction_pngs(pred_dir: str | Path, prefix: str, labels: np.ndarray, spec: DatasetSpec) -> None:
     """Write `labels/<prefix>.png` (train ids), `color/<prefix>.png` (the palette) and, where the data set has
     them (Cityscapes), `labelIds/<prefix>.png`: the ids its official evaluator reads."""
     pred_dir = Path(pred_dir)
-    images = {"labels": labels, "color": colourize(labels, spec)}
+    images = {"labels": labels, "color": spec.colourize(labels)}
     if spec.label_ids:
-        lut = np.arange(256, dtype=np.uint8)
-        lut[:spec.n_cls] = spec.label_ids
-        images["labelIds"] = lut[labels]
+        images["labelIds"] = spec.to_label_ids(labels)
     for sub, image in images.items():
-        (pred_dir / sub).mkdir(parents=True, exist_ok=True)
-        atomic_write(pred_dir / sub / f"{prefix}.png", lambda tmp, im=image: write_png(tmp, im))
-
-
-def write_png(path: str | Path, image: np.ndarray) -> None:
-    import cv2
-
-    ok, data = cv2.imencode(".png", image)
-    if not ok:
-        raise OSError(f"{path}: PNG encoding failed")
-    Path(path).write_bytes(data.tobytes())
+        write_image(pred_dir / sub / f"{prefix}.png", image)

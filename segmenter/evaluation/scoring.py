@@ -89,18 +89,18 @@ class ImageMerger:
             return softmax(self._sum.copy())
         return self._sum / len(self.plan.views)
 
+    def scores(self) -> np.ndarray:
+        """(K, H, W) float32 at the original size: the merged logits of a single unflipped view, the mean class
+        probabilities of several."""
+        if not self.complete:
+            raise ValueError(f"{self.plan.name}: {self.added} of {self.plan.n_windows} windows merged")
+        return self._sum if self.single_view else self._sum / len(self.plan.views)
+
     def labels(self) -> np.ndarray:
         """(H, W) uint8 class indices at the original size; ties go to the lower class."""
         if not self.complete:
             raise ValueError(f"{self.plan.name}: {self.added} of {self.plan.n_windows} windows merged")
         return argmax_labels(self._sum)
-
-
-def check_ground_truths(plans) -> None:
-    """Every ground-truth file exists, before hours of work find that one does not."""
-    for plan in plans:
-        if plan.gt_path and not Path(plan.gt_path).is_file():
-            raise SegmenterError(f"{plan.gt_path}: ground truth of {plan.name} not found")
 
 
 @dataclass

@@ -8,13 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.arrays import SUFFIXES, check_window_file, read_window_file
 from ..engines.backends import Engine
 from ..errors import SegmenterError
 from ..files import atomic_write, ensure_writable_dir
 from ..progress import track
 from .manifest import read_stamp
-
-INPUT_SUFFIXES = (".bin", ".npy")
 
 
 def natural_key(name: str) -> list:
@@ -28,7 +27,7 @@ def list_inputs(spec: str) -> list[Path]:
     for item in filter(None, spec.split(",")):
         path = Path(item)
         if path.is_dir():
-            found = [p for p in path.iterdir() if p.suffix in INPUT_SUFFIXES and p.is_file()]
+            found = [p for p in path.iterdir() if p.suffix in SUFFIXES and p.is_file()]
             files += sorted(found, key=lambda p: natural_key(p.name))
         elif path.is_file():
             files.append(path)
@@ -39,64 +38,7 @@ def list_inputs(spec: str) -> list[Path]:
     return files
 
 
-def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype of a .npy file from its header, without reading the data; a file whose size does
-    not match its header is an error."""
-    try:
-        with open(path, "rb") as fh:
-            version = np.lib.format.read_magic(fh)
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, _, dtype = read(fh)
-            offset = fh.tell()
-    except (OSError, ValueError, EOFError, SyntaxError) as exc:
-        raise SegmenterError(f"{path}: not a readable .npy file ({str(exc)[:120]})") from None
-    if not dtype.hasobject and path.stat().st_size != offset + int(np.prod(shape)) * dtype.itemsize:
-        raise SegmenterError(f"{path}: not a readable .npy file (its size does not match its header {dtype} {shape}: "
-                             "truncated?)")
-    return tuple(shape), dtype
-
-
-def check_npy(path: Path, shapes: tuple[tuple[int, ...], ...], what: str) -> None:
-    """A float .npy of one of `shapes`, judged from its header; anything else is an error naming both shapes."""
-    shape, dtype = npy_header(path)
-    if shape not in shapes or dtype.kind != "f":
-        raise SegmenterError(f"{path}: holds {dtype} {shape}, expected float32 {shapes[0]} ({what})")
-
-
-def load_npy(path: Path, shapes: tuple[tuple[int, ...], ...], what: str) -> np.ndarray:
-    """A float .npy of one of `shapes` as float32 (checked first)."""
-    check_npy(path, shapes, what)
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise SegmenterError(f"{path}: cannot be read ({str(exc)[:120]})") from None
-    return data.astype(np.float32, copy=False)
-
-
-def input_shapes(item_shape: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
-    return (1, *item_shape), item_shape
-
-
-def check_input(path: Path, item_shape: tuple[int, ...]) -> None:
-    """An input file holds one window of the model's input: float32 raw bytes, or a float .npy of that shape."""
-    if path.suffix == ".npy":
-        check_npy(path, input_shapes(item_shape), "one window of the model's input")
-        return
-    expected = int(np.prod(item_shape)) * 4
-    size = path.stat().st_size
-    if size != expected:
-        raise SegmenterError(f"{path}: {size} bytes, expected {expected} "
-                             f"(float32 1x{'x'.join(map(str, item_shape))}, the model's input)")
-
-
-def read_input(path: Path, item_shape: tuple[int, ...]) -> np.ndarray:
-    """One batch item (1, *item_shape) float32 from a raw .bin or a .npy of that shape (or without the 1)."""
-    if path.suffix == ".npy":
-        data = load_npy(path, input_shapes(item_shape), "one window of the model's input")
-    else:
-        check_input(path, item_shape)
-        data = np.fromfile(path, np.float32)
-    return data.reshape(1, *item_shape)
+MODEL_INPUT = "one window of the model's input"
 
 
 def output_name(input_path: Path, index: int, fmt: str) -> str:
@@ -139,11 +81,11 @@ def run_benchmark(engine: Engine, *, inputs: list[Path] | None, output_dir: Path
             timed(engine, batch, ms)
     else:
         for f in inputs:  # every input before the first inference: no half-written result folder
-            check_input(f, item_shape)
+            check_window_file(f, item_shape, MODEL_INPUT)
         groups = [inputs[i:i + batch_size] for i in range(0, len(inputs), batch_size)]
         for n, group in enumerate(track(groups, desc=f"infer bs{batch_size}", unit="batch")):
             files = group + [group[-1]] * (batch_size - len(group))  # pad the last batch by repetition
-            batch = np.concatenate([read_input(f, item_shape) for f in files])
+            batch = np.concatenate([read_window_file(f, item_shape, MODEL_INPUT) for f in files])
             if n == 0:
                 for _ in range(warmup):
                     engine(batch)

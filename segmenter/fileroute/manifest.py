@@ -24,8 +24,11 @@ from ..system import check_memory
 MANIFEST_VERSION = 2
 LAYOUT_STAMP = "segmenter_layout.json"
 MAX_SIDE = 100_000  # pixels; bounds what a manifest may ask to allocate
-# The guide's own preprocess writes no manifest: 1024x2048 images, window 768, stride 736, 19 classes.
+# The guide's own preprocess writes no manifest; its layout is fixed:
 GUIDE_LAYOUT = {"image_hw": (1024, 2048), "image_size": 1024, "window_size": 768, "window_stride": 736, "n_cls": 19}
+GUIDE_LAYOUT_TEXT = (f"{GUIDE_LAYOUT['image_hw'][0]}x{GUIDE_LAYOUT['image_hw'][1]} images, windows of "
+                     f"{GUIDE_LAYOUT['window_size']} at stride {GUIDE_LAYOUT['window_stride']}, "
+                     f"{GUIDE_LAYOUT['n_cls']} classes")
 
 
 def manifest_beside(gt_path: str | Path) -> Path:
@@ -242,8 +245,7 @@ def read_layout(gt_path: Path, manifest_path: Path | None = None, log=print) -> 
     if not path.is_file():
         if manifest_path is not None:
             raise SegmenterError(f"{manifest_path}: manifest not found")
-        log(f"note: no manifest {path.name} beside {gt_path}: assuming the guide's fixed layout (1024x2048 images, "
-            "windows of 768 at stride 736, 19 classes)")
+        log(f"note: no manifest {path.name} beside {gt_path}: assuming the guide's fixed layout ({GUIDE_LAYOUT_TEXT})")
         return guide_layout(entries, gt_path)
     layout = read_manifest(path)
     by_name: dict[str, list[ImagePlan]] = {}

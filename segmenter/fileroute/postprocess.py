@@ -13,12 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.arrays import check_window_file, read_window_file
 from ..data.datasets import dataset_spec
 from ..errors import SegmenterError
-from ..evaluation.scoring import ImageMerger, ScoreBook, check_ground_truths, score_image
-from ..files import staged
-from ..progress import track
-from .aisbench import load_npy, npy_header
+from ..evaluation.evaluate import FilesRoute, evaluate_dataset
+from ..evaluation.scoring import ScoreBook
 from .manifest import Layout, read_layout
 
 OUTPUT_NAME = re.compile(r"^(?P<prefix>.+)_(?P<k>\d+)_0\.(?P<fmt>bin|npy)$")  # <prefix>_<k>_<output 0>.<fmt>
@@ -71,7 +70,7 @@ def check_outputs(result_dir: Path, layout: Layout, log=print) -> list[list[Path
     """Each image's output files in window order, after checking presence, extras, sizes and types."""
     found = scan_outputs(result_dir)
     n_cls, window = layout.n_cls, layout.cfg.window_size
-    expected = n_cls * window * window * 4
+    what = f"class count {n_cls} from the manifest"
     files_per_image = []
     for plan in layout.plans:
         windows = found.get(plan.prefix, {})
@@ -89,16 +88,7 @@ def check_outputs(result_dir: Path, layout: Layout, log=print) -> list[list[Path
                                  f"({plan.n_windows} windows expected for {plan.name})")
         files = [windows[k] for k in range(plan.n_windows)]
         for f in files:
-            if f.suffix == ".bin":
-                size = f.stat().st_size
-                if size != expected:
-                    raise SegmenterError(f"{f}: {size} bytes, expected {expected} (float32 {n_cls}x{window}x{window}): "
-                                         f"{_bin_size_hint(size, n_cls, window)}")
-            else:
-                shape, dtype = npy_header(f)
-                if shape not in ((1, n_cls, window, window), (n_cls, window, window)) or dtype.kind != "f":
-                    raise SegmenterError(f"{f}: holds {dtype} {shape}, expected float32 (1, {n_cls}, {window}, "
-                                         f"{window}) (class count {n_cls} from the manifest)")
+            check_window_file(f, (n_cls, window, window), what, lambda size: _bin_size_hint(size, n_cls, window))
         files_per_image.append(files)
     known = {plan.prefix for plan in layout.plans}
     others = [prefix for prefix in found if prefix not in known]
@@ -110,25 +100,16 @@ def check_outputs(result_dir: Path, layout: Layout, log=print) -> list[list[Path
 
 def read_output(path: Path, n_cls: int, window: int) -> np.ndarray:
     """(K, window, window) float32 logits of one window output file; NaN or wrong shape is an error."""
-    if path.suffix == ".npy":
-        data = load_npy(path, ((1, n_cls, window, window), (n_cls, window, window)), f"class count {n_cls}")
-    else:
-        try:
-            data = np.fromfile(path, np.float32)
-        except OSError as exc:
-            raise SegmenterError(f"{path}: cannot be read ({exc.strerror})") from None
-        if data.size != n_cls * window * window:
-            raise SegmenterError(f"{path}: holds {data.size} values, expected {n_cls}x{window}x{window}")
-    data = data.reshape(n_cls, window, window)
+    data = read_window_file(path, (n_cls, window, window), f"class count {n_cls}")[0]
     if not np.isfinite(data).all():
         raise SegmenterError(f"{path}: contains NaN or infinite values")
     return data
 
 
 def run_postprocess(result_dir: Path, gt_path: Path, manifest: Path | None = None, pred_dir: Path | None = None,
-                    log=print) -> tuple[ScoreBook, Layout]:
+                    report: bool = False, log=print) -> tuple[ScoreBook, Layout]:
     """Scores of every image of the gt file, and the layout it was read with; checks everything before scoring
-    anything."""
+    anything. With `report`, the worst images' predictions are kept for it."""
     layout = read_layout(gt_path, manifest, log)
     try:
         check_summary(result_dir, layout)
@@ -138,14 +119,7 @@ def run_postprocess(result_dir: Path, gt_path: Path, manifest: Path | None = Non
             raise SegmenterError(f"{exc} (no manifest beside {gt_path.name}, so the guide's fixed layout was "
                                  "assumed; pass the manifest segmenter_preprocess.py wrote)") from None
         raise
-    check_ground_truths(layout.plans)
-    spec = dataset_spec(layout.dataset)
-    book = ScoreBook(layout.n_cls)
-    with staged(pred_dir) as stage:
-        for plan, paths in zip(track(layout.plans, desc="postprocess", unit="img"), files):
-            merger = ImageMerger(plan, layout.n_cls, layout.cfg.window_size)
-            for k, path in enumerate(paths):
-                merger.add(k, read_output(path, layout.n_cls, layout.cfg.window_size))
-            book.add(score_image(merger, spec, plan.gt_path, stage))
-        book.check(log)
+    route = FilesRoute({plan.prefix: paths for plan, paths in zip(layout.plans, files)},
+                       lambda path: read_output(path, layout.n_cls, layout.cfg.window_size))
+    book = evaluate_dataset(layout.plans, dataset_spec(layout.dataset), layout.cfg, route, pred_dir, report, log=log)
     return book, layout

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from ..defaults import default_stride
 from ..errors import SegmenterError
 from ..files import atomic_write
 from .network import Segmenter
@@ -130,7 +131,7 @@ def make_variant_dict(size: str = "tiny", *, n_cls: int = 19, image_size: int = 
         "dataset_kwargs": {"dataset": dataset, "image_size": im_size, "crop_size": image_size,
                            "normalization": normalization, "batch_size": 8, "num_workers": 10, "split": "train"},
         "inference_kwargs": {"im_size": im_size, "window_size": image_size,
-                             "window_stride": window_stride or max(image_size - 32, image_size // 2)},
+                             "window_stride": window_stride or default_stride(image_size)},
         "algorithm_kwargs": {"batch_size": 8, "eval_freq": 4, "num_epochs": 216, "start_epoch": 0},
         "optimizer_kwargs": {"opt": "sgd", "lr": 0.001, "weight_decay": 0.0, "momentum": 0.9,
                              "sched": "polynomial", "poly_power": 0.9, "min_lr": 1e-05},

@@ -18,11 +18,7 @@ CHECK_BATCH = 2
 
 
 class ExportWrapper(nn.Module):
-    """`input` (N, 3, H, W) float32 -> `output` (N, K, H, W) float32, with the plain attention formula.
-
-    The plain formula exports to MatMul/Softmax at every opset and is what ONNX Runtime, OpenVINO and
-    TensorRT pattern-match into their fused attention kernels.
-    """
+    """The traced module: one tensor in, `input` (N, 3, H, W) float32, one out, `output` (N, K, H, W) float32."""
 
     def __init__(self, model: Segmenter) -> None:
         super().__init__()
@@ -51,7 +47,10 @@ def export_onnx(model: Segmenter, onnx_path: str | Path, input_size: tuple[int, 
                 opset: int = DEFAULT_OPSET, tolerance: float = EXPORT_TOLERANCE, log=print) -> float:
     """Export with a dynamic batch axis, check, compare with PyTorch; write atomically. Returns the max diff.
 
-    Raises SegmenterError (and leaves no file) when the comparison exceeds `tolerance`.
+    The graph is traced with the plain attention formula: it exports to MatMul/Softmax at every opset and
+    is what ONNX Runtime, OpenVINO and TensorRT pattern-match into their fused attention kernels. The
+    comparison runs PyTorch with scaled_dot_product_attention. Raises SegmenterError (and leaves no file)
+    when it exceeds `tolerance`.
     """
     import onnx
 
@@ -64,7 +63,9 @@ def export_onnx(model: Segmenter, onnx_path: str | Path, input_size: tuple[int, 
 
     def write(tmp: str) -> None:
         with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
+            # sizes read as Python ints are constants of the graph on purpose (only the batch axis is dynamic)
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", ".*legacy TorchScript-based ONNX export", DeprecationWarning)
             torch.onnx.export(
                 ExportWrapper(model), (torch.zeros(1, 3, H, W),), tmp, dynamo=False,
                 input_names=["input"], output_names=["output"], opset_version=opset,

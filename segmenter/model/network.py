@@ -140,6 +140,7 @@ class MaskTransformer(nn.Module):
         self.n_cls = K
         self.proj_dec = nn.Linear(D, D)
         self.cls_emb = nn.Parameter(torch.zeros(1, K, D))
+        # D // 64 heads of width 64, as upstream fixes them (at least one, for the tiny test models)
         self.blocks = nn.ModuleList([Block(D, max(D // 64, 1)) for _ in range(cfg.decoder_layers)])
         self.decoder_norm = nn.LayerNorm(D, eps=1e-5)
         self.proj_patch = nn.Parameter(torch.zeros(D, D))
@@ -189,22 +190,23 @@ class Segmenter(nn.Module):
         return masks if (Hp, Wp) == (H, W) else masks[:, :, :H, :W]
 
     def init_weights(self, generator: torch.Generator | None = None) -> None:
-        """Random initialisation in the released models' scheme (truncated normal, std 0.02)."""
+        """Random initialisation of the released models' scale: normal, std 0.02, clipped at two standard
+        deviations (values beyond are set to the bound, not redrawn as a truncated normal would)."""
 
-        def trunc_normal_(t: torch.Tensor) -> None:
+        def clipped_normal_(t: torch.Tensor) -> None:
             t.copy_(torch.randn(t.shape, generator=generator).clamp_(-2, 2) * 0.02)
 
         with torch.no_grad():
             for module in self.modules():
                 if isinstance(module, (nn.Linear, nn.Conv2d)):
-                    trunc_normal_(module.weight)
+                    clipped_normal_(module.weight)
                     nn.init.zeros_(module.bias)
                 elif isinstance(module, nn.LayerNorm):
                     nn.init.ones_(module.weight)
                     nn.init.zeros_(module.bias)
             for name, param in self.named_parameters():
                 if name.endswith(("cls_token", "dist_token", "pos_embed", "cls_emb")):
-                    trunc_normal_(param)
+                    clipped_normal_(param)
                 elif name.endswith(("proj_patch", "proj_classes")):
                     param.copy_(torch.randn(param.shape, generator=generator) / math.sqrt(param.shape[0]))
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from ..defaults import VARIANT_NAME
 from ..errors import SegmenterError
 
 DECODER_NAMES = ("linear", "mask_transformer")
@@ -61,7 +62,7 @@ class Variant:
     normalization: str  # key of NORMALIZATIONS
     image_size: int | None  # short side images are resized to (inference im_size); None when the file has none
     window_size: int  # sliding-window side (training crop)
-    window_stride: int  # upstream evaluation stride
+    window_stride: int | None  # the model's own evaluation stride; None: the guide's default (defaults.py)
     dataset: str | None  # dataset_kwargs.dataset
     raw: dict[str, Any]
     path: Path
@@ -137,15 +138,13 @@ def parse_variant(raw: Any, path: Path) -> Variant:
                      f"{window[0]}, the training size net_kwargs.image_size")
     window_size = _positive(window[0], window[1], path)
     size = _first([(infer, "inference_kwargs.", "im_size"), (data, "dataset_kwargs.", "image_size")])
-    stride = infer.get("window_stride")
     dataset = data.get("dataset") if isinstance(data.get("dataset"), str) else None
     return Variant(
         model=cfg,
         normalization=norm[0],
         image_size=_positive(size[0], size[1], path) if size is not None else None,
         window_size=window_size,
-        window_stride=_positive(stride, "inference_kwargs.window_stride", path) if stride is not None
-        else max(window_size - 32, 1),
+        window_stride=None,  # released files hold upstream's 512; this suite follows the guide (window - 32)
         dataset=dataset,
         raw=raw,
         path=path,
@@ -172,5 +171,5 @@ def load_variant(path: str | Path) -> Variant:
 
 def variant_beside(checkpoint: str | Path) -> Path:
     """The variant.yml that the release puts beside checkpoint.pth."""
-    return Path(checkpoint).with_name("variant.yml")
+    return Path(checkpoint).with_name(VARIANT_NAME)
 

@@ -16,17 +16,14 @@ import cv2
 import numpy as np
 
 from ..data.datasets import DatasetSpec
-from ..data.images import header_size, load_image, take_census
+from ..data.images import IMAGE_SUFFIXES, header_size, load_image, take_census, view_windows, write_image
 from ..data.plan import ImagePlan, WindowConfig
 from ..engines.backends import Engine
 from ..errors import SegmenterError
-from ..evaluation.metrics import colourize, write_png
 from ..evaluation.pipeline import Finished, Job, run_pipeline
-from ..files import atomic_write
 from ..progress import progress
 from .visualize import frame_overlay, overlay_picture
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 SAVE_KINDS = ("labels", "color", "overlay")
 
@@ -168,6 +165,18 @@ def check_memory_of(sources: list[Source], cfg: WindowConfig, n_cls: int) -> Non
         take_census(paths, cfg, sizes=sizes).check_memory(n_cls)
 
 
+def first_frame_windows(sources: list[Source], cfg: WindowConfig) -> np.ndarray:
+    """(k, 3, window, window) windows of the first readable video frame, to measure engines on."""
+    for source in sources:
+        capture = cv2.VideoCapture(str(source.path))
+        ok, frame = capture.read() if capture.isOpened() else (False, None)
+        capture.release()
+        if ok:
+            plan = ImagePlan.for_image(source.path.name, "frame", source.path, "", frame.shape[:2], cfg)
+            return np.concatenate(list(view_windows(frame, plan, cfg)))
+    raise SegmenterError("no image or video frame could be read to measure the engines on")
+
+
 @dataclass
 class Summary:
     """What a prediction run did: images and frames done, and the inputs that could not be read."""
@@ -244,25 +253,19 @@ def run_predict(sources: list[Source], spec: DatasetSpec, cfg: WindowConfig, eng
     summary = Summary()
     videos = _Videos(out_dir)
 
-    def save_png(target: Path, image: np.ndarray) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(target, lambda tmp: write_png(tmp, image))
-
     def sink(done: Finished) -> None:
         source, index = done.job.meta
         labels, bgr = done.merger.labels(), done.image
         if index is None or frames:
             stem = out_dir / (source.rel if index is None else f"{source.rel}_frames/{index:06d}")
             if "labels" in save:
-                save_png(Path(f"{stem}_labels.png"), labels)
+                write_image(f"{stem}_labels.png", labels)
                 if spec.label_ids:
-                    lut = np.arange(256, dtype=np.uint8)
-                    lut[:spec.n_cls] = spec.label_ids
-                    save_png(Path(f"{stem}_labelIds.png"), lut[labels])
+                    write_image(f"{stem}_labelIds.png", spec.to_label_ids(labels))
             if "color" in save:
-                save_png(Path(f"{stem}_color.png"), colourize(labels, spec))
+                write_image(f"{stem}_color.png", spec.colourize(labels))
             if "overlay" in save and index is None:
-                save_png(Path(f"{stem}_overlay.png"), overlay_picture(bgr, labels, spec, alpha)[0])
+                write_image(f"{stem}_overlay.png", overlay_picture(bgr, labels, spec, alpha)[0])
         if index is None:
             summary.images += 1
         else:

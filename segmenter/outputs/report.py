@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from ..data.datasets import DatasetSpec
-from ..data.images import read_image
+from ..data.images import encode_image, read_image
 from ..evaluation.metrics import iou_from_confusion
 from ..evaluation.scoring import ScoreBook
 from ..files import atomic_write
-from .visualize import figure_png, gallery_picture, png_bytes
+from .visualize import figure_png, gallery_picture
 
 MAX_MATRIX_CLASSES = 60  # the heat map shows at most this many classes (the most frequent in the ground truth)
 
@@ -135,7 +135,7 @@ def write_report(folder: str | Path, book: ScoreBook, spec: DatasetSpec, scores:
         bgr = read_image(plan.image_path)
         gt = spec.read_labels(plan.gt_path, plan.original_hw)
         picture, _ = gallery_picture(bgr, labels, gt, spec)
-        parts += [f"<h3>{html.escape(plan.name)}: mIoU {100 * miou:.2f} %</h3>", _img(png_bytes(picture), plan.name)]
+        parts += [f"<h3>{html.escape(plan.name)}: mIoU {100 * miou:.2f} %</h3>", _img(encode_image(picture), plan.name)]
 
     page = ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>" + html.escape(title) +
             f"</title><style>{STYLE}</style></head><body>" + "\n".join(parts) + "</body></html>\n")

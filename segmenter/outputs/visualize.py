@@ -12,7 +12,6 @@ import cv2
 import numpy as np
 
 from ..data.datasets import IGNORE_INDEX, DatasetSpec
-from ..evaluation.metrics import colourize
 
 MARGIN, TITLE, LEGEND_ROW, LEGEND_COLUMN = 10, 30, 22, 190  # pixels
 WRONG_RGB, IGNORED_RGB = (230, 25, 75), (128, 128, 128)
@@ -37,7 +36,7 @@ def classes_present(labels: np.ndarray, spec: DatasetSpec, min_share: float = 0.
 
 def blend(bgr: np.ndarray, labels: np.ndarray, spec: DatasetSpec, alpha: float = 0.55) -> np.ndarray:
     """The image with the prediction's colours over it: (H, W, 3) uint8 BGR."""
-    return cv2.addWeighted(bgr, 1 - alpha, colourize(labels, spec), alpha, 0)
+    return cv2.addWeighted(bgr, 1 - alpha, spec.colourize(labels), alpha, 0)
 
 
 def error_map(bgr: np.ndarray, labels: np.ndarray, gt: np.ndarray) -> np.ndarray:
@@ -96,7 +95,7 @@ def overlay_picture(bgr: np.ndarray, labels: np.ndarray, spec: DatasetSpec, alph
     panels = [("input", bgr), ("prediction", blend(bgr, labels, spec, alpha))]
     shown = set(classes_present(labels, spec))
     if gt is not None:
-        truth = np.where((gt == IGNORE_INDEX)[..., None], bgr // 3, colourize(gt, spec))  # ignored pixels dimmed
+        truth = np.where((gt == IGNORE_INDEX)[..., None], bgr // 3, spec.colourize(gt))  # ignored pixels dimmed
         panels.append(("ground truth (dimmed: ignored)", truth))
         shown |= set(classes_present(gt, spec))
     order = [c for c in range(spec.n_cls) if c in shown]
@@ -106,8 +105,8 @@ def overlay_picture(bgr: np.ndarray, labels: np.ndarray, spec: DatasetSpec, alph
 def gallery_picture(bgr: np.ndarray, labels: np.ndarray, gt: np.ndarray, spec: DatasetSpec,
                     max_panel_width: int = 512) -> tuple[np.ndarray, list[Box]]:
     """input | prediction | ground truth | errors, with a legend of the classes and of the error colours."""
-    truth = np.where((gt == IGNORE_INDEX)[..., None], np.uint8(IGNORED_RGB[::-1]), colourize(gt, spec))
-    panels = [("input", bgr), ("prediction", colourize(labels, spec)), ("ground truth", truth),
+    truth = np.where((gt == IGNORE_INDEX)[..., None], np.uint8(IGNORED_RGB[::-1]), spec.colourize(gt))
+    panels = [("input", bgr), ("prediction", spec.colourize(labels)), ("ground truth", truth),
               ("errors", error_map(bgr, labels, gt))]
     shown = set(classes_present(labels, spec)) | set(classes_present(gt, spec))
     legend = class_legend([c for c in range(spec.n_cls) if c in shown], spec)
@@ -130,13 +129,6 @@ def frame_overlay(bgr: np.ndarray, labels: np.ndarray, spec: DatasetSpec, alpha:
         cv2.putText(out, spec.classes[c], (10 + row, y + row - 8), cv2.FONT_HERSHEY_SIMPLEX, size, (255, 255, 255), 1,
                     cv2.LINE_AA)
     return out
-
-
-def png_bytes(bgr: np.ndarray) -> bytes:
-    ok, data = cv2.imencode(".png", bgr)
-    if not ok:
-        raise OSError("PNG encoding failed")
-    return data.tobytes()
 
 
 def figure_png(fig) -> bytes:

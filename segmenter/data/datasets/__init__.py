@@ -14,4 +14,15 @@ def dataset_spec(name: str) -> DatasetSpec:
     return DATASETS[name]
 
 
-__all__ = ["DATASETS", "IGNORE_INDEX", "DatasetSpec", "Sample", "dataset_spec"]
+def top_folders() -> str:
+    """The data sets' top folders, as a help text names them: `cityscapes/, ADEChallengeData2016/ or VOCdevkit/`."""
+    folders = [f"{spec.folder}/" for spec in DATASETS.values()]
+    return ", ".join(folders[:-1]) + f" or {folders[-1]}"
+
+
+def default_splits() -> str:
+    """Each data set's default split, as a help text names them."""
+    return "; ".join(f"{spec.title} {spec.default_split}" for spec in DATASETS.values())
+
+
+__all__ = ["DATASETS", "IGNORE_INDEX", "DatasetSpec", "Sample", "dataset_spec", "default_splits", "top_folders"]

@@ -41,9 +41,6 @@ _RGB = """
 122 0 255 0 255 184 0 92 255 184 255 0 0 133 255 255 214 0 25 194 194 102 255 0 92 0 255"""
 _values = [int(v) for v in _RGB.split()]
 PALETTE = tuple(tuple(_values[i:i + 3]) for i in range(0, len(_values), 3))  # the benchmark's standard colours
-# Generated street scenes (Cityscapes train ids) in ADE20K's classes; None: not scored
-FROM_STREET = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "signboard", "tree",
-               "grass", "sky", "person", "person", "car", "truck", "bus", None, "minibike", "bicycle")
 
 
 def list_samples(data_root: Path, split: str) -> list[Sample]:
@@ -70,22 +67,6 @@ def to_train_ids(labels: np.ndarray, path: Path) -> np.ndarray:
     return np.where(labels == 0, IGNORE_INDEX, labels.astype(np.int32) - 1).astype(np.uint8)
 
 
-def write_fake(data_root: str | Path, split: str, n_images: int, hw: tuple[int, int], seed: int = 0) -> list[Path]:
-    """Generated scenes as `ADE_<split>_<8 digits>.jpg` with annotations stored as class + 1 (0: other)."""
-    from ...demo.scenes import lookup_from_street, scenes, write_png
-
-    root = Path(data_root) / FOLDER
-    stored = lookup_from_street([CLASSES.index(c) + 1 if c else 0 for c in FROM_STREET], unlabelled=0)
-    tag = {"validation": "val", "training": "train"}.get(split, split)
-    paths = []
-    for i, scene in enumerate(scenes(split, n_images, hw, seed)):
-        image = root / "images" / split / f"ADE_{tag}_{i + 1:08d}.jpg"
-        write_png(image, scene.bgr(), ".jpg")
-        write_png(root / "annotations" / split / f"{image.stem}.png", stored[scene.train_ids])
-        paths.append(image)
-    return paths
-
-
 SPEC = DatasetSpec(name="ade20k", title="ADE20K", folder=FOLDER, classes=CLASSES, palette=PALETTE, box_ratio=4,
                    image_size=512, default_split="validation", list_samples=list_samples, to_train_ids=to_train_ids,
-                   write_fake=write_fake, split_aliases={"val": "validation", "train": "training"})
+                   split_aliases={"val": "validation", "train": "training"})

@@ -19,8 +19,6 @@ PALETTE = ((128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 
            (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32))
 CATEGORIES = {"flat": (0, 1), "construction": (2, 3, 4), "object": (5, 6, 7), "nature": (8, 9), "sky": (10,),
               "human": (11, 12), "vehicle": (13, 14, 15, 16, 17, 18)}
-CITIES = {"train": ("aachen", "bochum", "bremen", "cologne", "darmstadt", "dusseldorf"),
-          "val": ("frankfurt", "lindau", "munster")}
 
 
 def list_samples(data_root: Path, split: str) -> list[Sample]:
@@ -44,25 +42,6 @@ def to_train_ids(labels: np.ndarray, path: Path) -> np.ndarray:
     return checked_ids(labels, path, len(CLASSES))
 
 
-def write_fake(data_root: str | Path, split: str, n_images: int, hw: tuple[int, int], seed: int = 0) -> list[Path]:
-    """Generated street scenes as `<city>_<seq>_<frame>` with train-id, label-id and instance-id maps."""
-    from ...demo.scenes import scenes, write_png
-
-    root = Path(data_root) / FOLDER
-    cities = CITIES.get(split, ("city",))
-    paths = []
-    for i, scene in enumerate(scenes(split, n_images, hw, seed)):
-        city = cities[i % len(cities)]
-        stem = f"{city}_{i // len(cities):06d}_{i % 1000:06d}"
-        image_dir, gt_dir = root / "leftImg8bit" / split / city, root / "gtFine" / split / city
-        write_png(image_dir / f"{stem}{IMAGE_SUFFIX}", scene.bgr())
-        write_png(gt_dir / f"{stem}{GT_SUFFIX}", scene.train_ids)
-        write_png(gt_dir / f"{stem}_gtFine_labelIds.png", scene.label_ids)
-        write_png(gt_dir / f"{stem}_gtFine_instanceIds.png", scene.instance_ids.astype(np.uint16))
-        paths.append(image_dir / f"{stem}{IMAGE_SUFFIX}")
-    return paths
-
-
 SPEC = DatasetSpec(name="cityscapes", title="Cityscapes", folder=FOLDER, classes=CLASSES, palette=PALETTE,
                    box_ratio=2, image_size=1024, default_split="val", list_samples=list_samples,
-                   to_train_ids=to_train_ids, write_fake=write_fake, label_ids=LABEL_IDS, categories=CATEGORIES)
+                   to_train_ids=to_train_ids, label_ids=LABEL_IDS, categories=CATEGORIES)

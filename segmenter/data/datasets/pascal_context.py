@@ -16,8 +16,6 @@ cloth, computer, cup, door, fence, floor, flower, food, grass, ground, keyboard,
 platform, sign, plate, road, rock, shelves, sidewalk, sky, snow, bedclothes, track, tree, truck, wall, water, window,
 wood""".replace("\n", " ").split(", "))
 PALETTE = ADE_PALETTE[:len(CLASSES)]  # the colours the benchmark's common tools use for it
-FROM_STREET = ("road", "sidewalk", "building", "wall", "fence", "background", "light", "sign", "tree", "grass",
-               "sky", "person", "person", "car", "truck", "bus", "train", "motorbike", "bicycle")
 
 
 def _voc(data_root: Path) -> Path:
@@ -48,25 +46,6 @@ def to_train_ids(labels: np.ndarray, path: Path) -> np.ndarray:
     return checked_ids(labels, path, len(CLASSES))
 
 
-def write_fake(data_root: str | Path, split: str, n_images: int, hw: tuple[int, int], seed: int = 0) -> list[Path]:
-    """Generated scenes as `2008_<6 digits>.jpg`, label maps with 0 = background and 255 = ignore, and the list."""
-    from ...demo.scenes import lookup_from_street, scenes, write_png
-
-    voc = _voc(Path(data_root))
-    stored = lookup_from_street([CLASSES.index(c) for c in FROM_STREET], unlabelled=255)
-    names, paths = [], []
-    for i, scene in enumerate(scenes(split, n_images, hw, seed)):
-        name = f"2008_{i:06d}"
-        write_png(voc / "JPEGImages" / f"{name}.jpg", scene.bgr(), ".jpg")
-        write_png(voc / "SegmentationClassContext" / f"{name}.png", stored[scene.train_ids])
-        names.append(name)
-        paths.append(voc / "JPEGImages" / f"{name}.jpg")
-    listing = voc / "ImageSets" / "SegmentationContext" / f"{split}.txt"
-    listing.parent.mkdir(parents=True, exist_ok=True)
-    listing.write_text("".join(f"{n}\n" for n in names))
-    return paths
-
-
 SPEC = DatasetSpec(name="pascal_context", title="Pascal Context", folder=FOLDER, classes=CLASSES, palette=PALETTE,
                    box_ratio=8, image_size=520, default_split="val", list_samples=list_samples,
-                   to_train_ids=to_train_ids, write_fake=write_fake)
+                   to_train_ids=to_train_ids)

@@ -44,7 +44,6 @@ class DatasetSpec:
     default_split: str
     list_samples: Callable[[Path, str], list[Sample]]  # (data root, split) -> samples, sorted
     to_train_ids: Callable[[np.ndarray, Path], np.ndarray]  # stored label values -> train ids (255 = ignore)
-    write_fake: Callable[..., list[Path]]  # (data root, split, n, (H, W), seed) -> image paths, for tests and demos
     label_ids: tuple[int, ...] | None = None  # ids saved beside predictions for an official evaluator
     categories: dict[str, tuple[int, ...]] | None = None  # category -> train ids, for category IoU
     split_aliases: dict[str, str] = field(default_factory=dict)
@@ -59,6 +58,20 @@ class DatasetSpec:
 
     def samples(self, data_root: str | Path, split: str | None = None) -> list[Sample]:
         return self.list_samples(Path(data_root), self.split_name(split))
+
+    def colourize(self, labels: np.ndarray) -> np.ndarray:
+        """(H, W) train ids -> (H, W, 3) uint8 BGR in the data set's palette; 255 (ignore) black."""
+        lut = np.zeros((256, 3), np.uint8)
+        lut[:self.n_cls] = np.asarray(self.palette, np.uint8)[:, ::-1]
+        return lut[labels]
+
+    def to_label_ids(self, labels: np.ndarray) -> np.ndarray:
+        """(H, W) train ids -> the ids the data set's official evaluator reads (Cityscapes' label ids)."""
+        if not self.label_ids:
+            raise ValueError(f"{self.title} has no label ids besides its train ids")
+        lut = np.arange(256, dtype=np.uint8)
+        lut[:self.n_cls] = self.label_ids
+        return lut[labels]
 
     def load_labels(self, path: str | Path, hw: tuple[int, int] | None = None) -> tuple[np.ndarray, FileDigest]:
         """(H, W) uint8 train ids of a label file (255 = ignore), which must have the image's size `hw` when

@@ -1,0 +1,238 @@
+"""The Python API: open a model once, segment image arrays with it, evaluate it on a data set.
+
+    import cv2
+    from segmenter.api import evaluate, open_model
+
+    model = open_model("seg_base_mask/checkpoint.pth", device="openvino", precision="fp32")
+    labels = model.segment(cv2.imread("photo.jpg"))      # (H, W) class indices at the photo's size
+    result = evaluate(model, "/data", metrics_path="metrics.yaml")
+    print(result.metrics["mean_iou"])
+
+The scripts are command lines over these functions: segmenter_eval.py over open_model and evaluate,
+segmenter_predict.py over open_model, segmenter_preprocess.py over run_settings.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .data.datasets import DatasetSpec
+from .data.images import sample_census, view_windows
+from .data.plan import SINGLE_SCALE, ImagePlan, View, WindowConfig
+from .data.settings import resolve_dataset, window_config
+from .defaults import BATCH_SIZE, CALIBRATION_IMAGES, WORKERS
+from .engines.backends import Engine
+from .engines.quantize import Calibration
+from .engines.runtime import (
+    calibration_from_images,
+    check_model_file,
+    open_model_engine,
+    prepared_model,
+    probe_windows,
+    resolve_engine,
+)
+from .engines.table import DEVICES, needs_calibration, opens_checkpoint
+from .errors import SegmenterError
+from .evaluation.evaluate import EngineRoute, RayRoute, check_outputs, evaluate_dataset, open_journal
+from .evaluation.journal import evaluation_fingerprint
+from .evaluation.metrics import compute_scores, format_report, write_metrics
+from .evaluation.pipeline import Finished, Job, run_pipeline
+from .evaluation.scoring import ScoreBook
+from .files import ensure_writable_dir, ensure_writable_file, refuse_overwrite
+from .model.variant import Variant, load_variant, variant_beside
+
+
+def run_settings(cfg_path: str | Path, dataset: str | None = None, image_size: int | None = None,
+                 window_size: int | None = None, window_stride: int | None = None,
+                 views: tuple[View, ...] = SINGLE_SCALE, log=print) -> tuple[Variant, DatasetSpec, WindowConfig]:
+    """The model's variant, its data set and the run's window settings (given values, else the variant's, else the
+    data set's and the guide's defaults, each default said)."""
+    variant = load_variant(cfg_path)
+    spec = resolve_dataset(variant, dataset)
+    return variant, spec, window_config(variant, spec, image_size, window_size, window_stride, views, log)
+
+
+class Model:
+    """A model opened for inference: its file, variant, data set, window settings, and the engine it runs on.
+
+    The engine is opened when first needed; `auto` device or precision are decided by measuring on the
+    first images the model is given (resolve), once per machine and model (cached).
+    """
+
+    def __init__(self, path: Path, variant: Variant, spec: DatasetSpec, cfg: WindowConfig, device: str,
+                 precision: str, batch_size: int = BATCH_SIZE, workers: int = WORKERS, threads: int | None = None,
+                 calibration: Calibration | None = None, calibration_count: int = CALIBRATION_IMAGES,
+                 log=print) -> None:
+        self.path, self.variant, self.spec, self.cfg = path, variant, spec, cfg
+        self.device, self.precision = device, precision
+        self.batch_size, self.workers, self.threads = batch_size, workers, threads
+        self.calibration, self.calibration_count, self.log = calibration, calibration_count, log
+        self._engine: Engine | None = None
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.spec.classes
+
+    @property
+    def resolved(self) -> bool:
+        return "auto" not in (self.device, self.precision)
+
+    def resolve(self, probe: np.ndarray) -> None:
+        """Decide an `auto` device or precision on (k, 3, window, window) windows of the data at hand."""
+        if not self.resolved:
+            self.device, self.precision = resolve_engine(self.path, self.variant, self.cfg, self.device,
+                                                         self.precision, probe, self.threads, self.batch_size,
+                                                         self.calibration, self.log)
+
+    def resolve_on(self, images: list[Path]) -> None:
+        """resolve on windows of the first of these image files; static int8, if no calibration images were
+        given, is calibrated on them."""
+        if self.calibration is None and images and any(needs_calibration(d, p) for d, p in self._candidates()):
+            self.calibration = calibration_from_images(images, self.cfg, self.calibration_count)
+        if not self.resolved:
+            self.resolve(probe_windows(images, self.cfg, self.batch_size))
+
+    def _candidates(self) -> list[tuple[str, str]]:
+        """(device, precision) pairs the model may end on: every one of the table's where auto is asked."""
+        devices = DEVICES if self.device == "auto" else [self.device]
+        return [(d, p) for d in devices for p in DEVICES[d].precisions if self.precision in ("auto", p)]
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            if not self.resolved:
+                raise SegmenterError("the engine is 'auto': measure first on images of the data (Model.resolve), or "
+                                     "give a device and a precision")
+            self._engine = open_model_engine(self.path, self.variant, self.cfg, self.device, self.precision,
+                                             self.threads, self.batch_size, self.calibration, self.log)
+            self.log(f"{self._engine.name}, batch size {self.batch_size}")
+        return self._engine
+
+    def model_file(self) -> Path:
+        """The file other processes (Ray actors) open: the export, its int8 IR, or the checkpoint itself."""
+        return prepared_model(self.path, self.variant, self.cfg, self.device, self.precision, self.calibration,
+                              self.log)
+
+    def segment(self, image: np.ndarray, rgb: bool = False, scores: bool = False):
+        """Class indices of an image: (H, W) uint8 at the image's own size.
+
+        `image` is (H, W, 3) uint8, BGR as OpenCV reads it (`rgb=True` for RGB, as PIL gives it), or (H, W)
+        grayscale. With `scores=True`, also (K, H, W) float32: the merged window logits for a single view,
+        the mean class probabilities for several.
+        """
+        bgr = _as_bgr(image, rgb)
+        plan = ImagePlan.for_image("image", "image", "", "", bgr.shape[:2], self.cfg)
+        if not self.resolved:
+            self.resolve(np.concatenate(list(view_windows(bgr, plan, self.cfg))))
+        done: list[Finished] = []
+        run_pipeline([Job(lambda: (plan, bgr, None))], self.cfg, self.engine, done.append, self.batch_size, 1)
+        labels = done[0].merger.labels()
+        return (labels, done[0].merger.scores()) if scores else labels
+
+
+def _as_bgr(image: np.ndarray, rgb: bool) -> np.ndarray:
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise SegmenterError(f"expected a uint8 image, got {image.dtype}")
+    if image.ndim == 2:
+        return np.ascontiguousarray(np.repeat(image[:, :, None], 3, axis=2))
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise SegmenterError(f"expected an (H, W, 3) image, got shape {image.shape}")
+    image = image[:, :, :3]
+    return np.ascontiguousarray(image[:, :, ::-1] if rgb else image)
+
+
+def open_model(model: str | Path, cfg_path: str | Path | None = None, *, dataset: str | None = None,
+               device: str = "auto", precision: str = "auto", batch_size: int = BATCH_SIZE, workers: int = WORKERS,
+               threads: int | None = None, image_size: int | None = None, window_size: int | None = None,
+               window_stride: int | None = None, views: tuple[View, ...] = SINGLE_SCALE,
+               calibration_images: list[str | Path] | None = None, calibration_count: int = CALIBRATION_IMAGES,
+               log=print) -> Model:
+    """Open a released checkpoint.pth (exported at the window size through the cache) or an exported ONNX model.
+
+    `cfg_path` is its variant (default: variant.yml beside the model); the window settings default to the
+    variant's. Static int8 is calibrated on `calibration_count` of `calibration_images` (evaluate gives the
+    data set's when none are given).
+    """
+    model = Path(model)
+    variant, spec, cfg = run_settings(cfg_path or variant_beside(model), dataset, image_size, window_size,
+                                      window_stride, views, log)
+    calibration = calibration_from_images([Path(p) for p in calibration_images], cfg, calibration_count) \
+        if calibration_images else None
+    return Model(model, variant, spec, cfg, device, precision, batch_size, workers, threads, calibration,
+                 calibration_count, log)
+
+
+@dataclass
+class Evaluation:
+    """What evaluate found: the metrics (as the metrics file holds them) and the counts they come from."""
+
+    metrics: dict
+    book: ScoreBook
+    spec: DatasetSpec
+
+    @property
+    def confusion(self) -> np.ndarray:
+        return self.book.confusion.matrix
+
+    def table(self) -> str:
+        """The per-class table and the summary lines, as the scripts print them."""
+        return format_report(self.confusion, self.spec, self.metrics["inference"])
+
+
+def check_evaluation_outputs(model: str | Path, cfg_path: str | Path | None, data_root: str | Path,
+                             metrics_path: str | Path | None, pred_dir: str | Path | None,
+                             report: str | Path | None, resume: bool) -> None:
+    """Before any work: every output writable, none an input or another output, the journal's place free."""
+    model = Path(model)
+    refuse_overwrite({"metrics file": metrics_path, "prediction folder": pred_dir, "report": report},
+                     {"model": model, "variant": cfg_path or variant_beside(model), "data root": data_root})
+    check_outputs(metrics_path, pred_dir, report, resume)
+    if metrics_path:
+        ensure_writable_file(metrics_path, "metrics file")
+    for folder, what in ((pred_dir, "prediction folder"), (report, "report folder")):
+        if folder:
+            ensure_writable_dir(folder, what)
+
+
+def evaluate(model: Model, data_root: str | Path, split: str | None = None, *, metrics_path: str | Path | None = None,
+             pred_dir: str | Path | None = None, report: str | Path | None = None, resume: bool = False,
+             ray: str | None = None, ray_actors: int = 1, title: str | None = None) -> Evaluation:
+    """Evaluate an opened model on its data set under `data_root`: the metrics, written to `metrics_path` when
+    given, with predictions (`pred_dir`), an HTML report (`report`, a folder), a journal to resume from
+    (`resume`, beside the metrics file) and Ray (`ray`: "local" or a cluster's address) on request."""
+    log = model.log
+    if resume and not metrics_path:
+        raise SegmenterError("resuming keeps a journal beside the metrics file: give a metrics path")
+    check_evaluation_outputs(model.path, model.variant.path, data_root, metrics_path, pred_dir, report, resume)
+    spec, cfg = model.spec, model.cfg
+    samples = spec.samples(data_root, split)
+    census = sample_census(samples, cfg)
+    model.resolve_on([s.image_path for s in samples])
+    uses_calibration = needs_calibration(model.device, model.precision)
+    journal = open_journal(metrics_path, resume, lambda: evaluation_fingerprint(
+        model.path, model.variant.path, spec.name, spec.split_name(split), data_root, samples, cfg.to_json(),
+        model.device, model.precision, model.calibration.identity if uses_calibration else None), spec.n_cls,
+        log) if metrics_path else None
+    try:
+        if ray is not None:
+            route = RayRoute(model.model_file(), model.device, model.precision, ray, ray_actors, model.threads,
+                             model.batch_size, model.variant.path if opens_checkpoint(model.device) else None)
+            check_model_file(route.model_path, cfg, spec)
+        else:
+            route = EngineRoute(model.engine, model.batch_size, model.workers)
+        book = evaluate_dataset(census.plans, spec, cfg, route, Path(pred_dir) if pred_dir else None,
+                                report is not None, journal, log)
+    finally:
+        if journal is not None:
+            journal.close()
+    matrix = book.confusion.matrix
+    scores = write_metrics(metrics_path, matrix, spec, cfg.inference) if metrics_path else \
+        compute_scores(matrix, spec, cfg.inference)
+    if report is not None:
+        from .outputs.report import write_report
+
+        write_report(report, book, spec, scores, title or f"{model.path.name} on {spec.title} {split or ''}", log)
+    return Evaluation(scores, book, spec)

@@ -1,0 +1,15 @@
+"""The suite's defaults, each written once: what a run does when a flag or a file does not say."""
+from __future__ import annotations
+
+STRIDE_MARGIN = 32  # the guide's stride is the window less this: 736 for windows of 768
+BATCH_SIZE = 1  # windows per engine call
+WORKERS = 2  # threads decoding and preprocessing images
+IMAGES_AHEAD = 2  # images prepared while the engine runs
+CALIBRATION_IMAGES = 8  # images whose windows calibrate static int8, spread over the data
+MAX_CALIBRATION_WINDOWS = 300
+VARIANT_NAME = "variant.yml"  # the released variant, beside checkpoint.pth
+
+
+def default_stride(window: int) -> int:
+    """The guide's window stride for a window size: window - STRIDE_MARGIN (at least 1)."""
+    return max(window - STRIDE_MARGIN, 1)

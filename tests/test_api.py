@@ -1,0 +1,54 @@
+"""The Python API: the README's example as it stands, and segment() against the evaluation's own labels."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from conftest import ROOT, run_script
+
+from segmenter.api import evaluate, open_model
+
+
+def readme_block() -> str:
+    text = (ROOT / "README.md").read_text()
+    return re.search(r"<!-- from-python -->\n```python\n(.*?)```", text, re.S).group(1)
+
+
+def test_the_readme_example_runs(tmp_path):
+    """In a folder laid out as the README's lines leave it: the demo model, and runs/own made by make_dataset.py."""
+    (tmp_path / "models").symlink_to(ROOT / "models")
+    proc = run_script("tools/make_dataset.py", "--data-root", tmp_path / "runs" / "own", "--n-images", 2, "--size",
+                      256, 512)
+    assert proc.returncode == 0, proc.stderr
+    proc = subprocess.run([sys.executable, "-c", readme_block()], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[-1].startswith("mIoU ") and float(lines[-1].split()[1]) > 30  # the trained demo model
+    assert any(line.startswith("(256, 512) ") for line in lines)
+
+
+@pytest.mark.parametrize("views", ["single", "multi"])
+def test_segment_equals_the_evaluations_labels(tiny_checkpoint, tmp_path, views):
+    assert run_script("tools/make_dataset.py", "--data-root", tmp_path, "--n-images", 2, "--size", 90, 170
+                      ).returncode == 0
+    from segmenter.data.plan import make_views
+
+    chosen = make_views([0.75, 1.0], flip=True) if views == "multi" else make_views()
+    model = open_model(tiny_checkpoint, device="cpu", precision="fp32", views=chosen, log=lambda *_: None)
+    result = evaluate(model, tmp_path, pred_dir=tmp_path / "pred")
+    assert result.book.images == 2 and 0 <= result.metrics["mean_iou"] <= 100
+    for png in sorted((tmp_path / "pred" / "labels").glob("*.png")):
+        image = next(tmp_path.rglob(f"{png.stem}.png"))
+        bgr = cv2.imread(str(image))
+        labels, scores = model.segment(bgr, scores=True)
+        assert (labels == cv2.imread(str(png), cv2.IMREAD_UNCHANGED)).all()
+        assert scores.shape == (19, *bgr.shape[:2]) and (scores.argmax(0) == labels).all()
+        assert (model.segment(bgr[:, :, ::-1].copy(), rgb=True) == labels).all()
+    gray = model.segment(np.full((40, 60), 128, np.uint8))
+    assert gray.shape == (40, 60)
