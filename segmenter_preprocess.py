@@ -25,7 +25,9 @@ from segmenter.files import refuse_overwrite
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(__doc__, example="python segmenter_preprocess.py --cfg-path models/demo/variant.yml "
                             "--data-root runs/demo/data --bin-dir runs/demo/bins --gt-path runs/demo/gt_file.txt")
-    parser.add_argument("--cfg-path", required=True, help="The model's variant.yml (normalization, sizes, classes).")
+    parser.add_argument("--cfg-path", required=True,
+                        help="The model's variant.yml, or its MMSegmentation config (normalization, sizes, classes, "
+                             "windows).")
     add_dataset_flag(parser)
     add_dataset_flags(parser)
     parser.add_argument("--bin-dir", required=True, help="Folder to write one <image prefix>_<k>.bin per window into.")

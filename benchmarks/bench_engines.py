@@ -29,8 +29,9 @@ from segmenter.evaluation.evaluate import image_job
 from segmenter.evaluation.metrics import ConfusionMatrix, compute_scores
 from segmenter.evaluation.pipeline import run_pipeline
 from segmenter.model.cache import cache_dir
-from segmenter.model.checkpoint import load_model, write_random_checkpoint
+from segmenter.model.checkpoint import write_random_checkpoint
 from segmenter.model.export import export_onnx
+from segmenter.model.loading import load_model
 from segmenter.model.network import set_fused_attention
 from segmenter.model.variant import ModelConfig, load_variant, variant_beside
 from segmenter.system import cpu_threads

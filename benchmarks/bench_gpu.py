@@ -19,7 +19,8 @@ import torch
 from segmenter.cli import ArgumentParser
 from segmenter.demo.writers import write_split
 from segmenter.engines.torch_engine import TorchEngine
-from segmenter.model.checkpoint import load_model, write_random_checkpoint
+from segmenter.model.checkpoint import write_random_checkpoint
+from segmenter.model.loading import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SEG_L_TFLOP = 2.08  # per 768x768 window (1.04 T multiply-adds)

@@ -24,8 +24,9 @@ from segmenter.data.settings import resolve_dataset, window_config
 from segmenter.demo.writers import write_split
 from segmenter.engines.backends import open_engine
 from segmenter.evaluation.distributed import ray_evaluate, start_ray
-from segmenter.model.checkpoint import load_model, write_random_checkpoint
+from segmenter.model.checkpoint import write_random_checkpoint
 from segmenter.model.export import export_onnx
+from segmenter.model.loading import load_model
 from segmenter.model.variant import load_variant
 
 QUIET = lambda *_: None  # noqa: E731

@@ -66,8 +66,9 @@ def main() -> None:
     parser.add_argument("--stride", type=int, default=736, help="Window stride. Default: 736 (6 windows/image).")
     args = parser.parse_args()
     from segmenter.demo.writers import write_split
-    from segmenter.model.checkpoint import load_model, write_random_checkpoint
+    from segmenter.model.checkpoint import write_random_checkpoint
     from segmenter.model.export import export_onnx
+    from segmenter.model.loading import load_model
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

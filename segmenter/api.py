@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .data.datasets import DatasetSpec
-from .data.images import sample_census, view_windows
+from .data.images import same_shape_windows, sample_census
 from .data.plan import SINGLE_SCALE, ImagePlan, View, WindowConfig
 from .data.settings import resolve_dataset, window_config
 from .defaults import BATCH_SIZE, CALIBRATION_IMAGES, WORKERS
@@ -41,15 +41,17 @@ from .evaluation.metrics import compute_scores, format_report, write_metrics
 from .evaluation.pipeline import Finished, Job, run_pipeline
 from .evaluation.scoring import ScoreBook
 from .files import ensure_writable_dir, ensure_writable_file, refuse_overwrite
-from .model.variant import Variant, load_variant, variant_beside
+from .model.loading import describe_model, read_description
+from .model.variant import Variant, variant_beside
 
 
-def run_settings(cfg_path: str | Path, dataset: str | None = None, image_size: int | None = None,
+def run_settings(description: str | Path | Variant, dataset: str | None = None, image_size: int | None = None,
                  window_size: int | None = None, window_stride: int | None = None,
-                 views: tuple[View, ...] = SINGLE_SCALE, log=print) -> tuple[Variant, DatasetSpec, WindowConfig]:
-    """The model's variant, its data set and the run's window settings (given values, else the variant's, else the
-    data set's and the guide's defaults, each default said)."""
-    variant = load_variant(cfg_path)
+                 views: tuple[View, ...] | str = SINGLE_SCALE, log=print) -> tuple[Variant, DatasetSpec, WindowConfig]:
+    """The model's description (a Variant, or a variant.yml / MMSegmentation config to read), its data set and the
+    run's window settings (given values, else the description's, else the data set's and the guide's defaults,
+    each default said)."""
+    variant = description if isinstance(description, Variant) else read_description(description)
     spec = resolve_dataset(variant, dataset)
     return variant, spec, window_config(variant, spec, image_size, window_size, window_stride, views, log)
 
@@ -125,7 +127,7 @@ class Model:
         bgr = _as_bgr(image, rgb)
         plan = ImagePlan.for_image("image", "image", "", "", bgr.shape[:2], self.cfg)
         if not self.resolved:
-            self.resolve(np.concatenate(list(view_windows(bgr, plan, self.cfg))))
+            self.resolve(same_shape_windows(bgr, plan, self.cfg))
         done: list[Finished] = []
         run_pipeline([Job(lambda: (plan, bgr, None))], self.cfg, self.engine, done.append, self.batch_size, 1)
         labels = done[0].merger.labels()
@@ -147,17 +149,19 @@ def _as_bgr(image: np.ndarray, rgb: bool) -> np.ndarray:
 def open_model(model: str | Path, cfg_path: str | Path | None = None, *, dataset: str | None = None,
                device: str = "auto", precision: str = "auto", batch_size: int = BATCH_SIZE, workers: int = WORKERS,
                threads: int | None = None, image_size: int | None = None, window_size: int | None = None,
-               window_stride: int | None = None, views: tuple[View, ...] = SINGLE_SCALE,
+               window_stride: int | None = None, views: tuple[View, ...] | str = SINGLE_SCALE,
                calibration_images: list[str | Path] | None = None, calibration_count: int = CALIBRATION_IMAGES,
                log=print) -> Model:
-    """Open a released checkpoint.pth (exported at the window size through the cache) or an exported ONNX model.
+    """Open a checkpoint, released or MMSegmentation's (exported at the window size through the cache), or an
+    exported ONNX model.
 
-    `cfg_path` is its variant (default: variant.yml beside the model); the window settings default to the
-    variant's. Static int8 is calibrated on `calibration_count` of `calibration_images` (evaluate gives the
+    `cfg_path` is its variant.yml or MMSegmentation config (default: an MMSegmentation checkpoint's own
+    config, else variant.yml beside the model); the window settings default to its. `views` may be
+    "multiscale": the model's own multi-scale + flip views. Static int8 is calibrated on `calibration_count` of `calibration_images` (evaluate gives the
     data set's when none are given).
     """
     model = Path(model)
-    variant, spec, cfg = run_settings(cfg_path or variant_beside(model), dataset, image_size, window_size,
+    variant, spec, cfg = run_settings(describe_model(model, cfg_path), dataset, image_size, window_size,
                                       window_stride, views, log)
     calibration = calibration_from_images([Path(p) for p in calibration_images], cfg, calibration_count) \
         if calibration_images else None
@@ -213,13 +217,13 @@ def evaluate(model: Model, data_root: str | Path, split: str | None = None, *, m
     model.resolve_on([s.image_path for s in samples])
     uses_calibration = needs_calibration(model.device, model.precision)
     journal = open_journal(metrics_path, resume, lambda: evaluation_fingerprint(
-        model.path, model.variant.path, spec.name, spec.split_name(split), data_root, samples, cfg.to_json(),
+        model.path, model.variant.digest, spec.name, spec.split_name(split), data_root, samples, cfg.to_json(),
         model.device, model.precision, model.calibration.identity if uses_calibration else None), spec.n_cls,
         log) if metrics_path else None
     try:
         if ray is not None:
             route = RayRoute(model.model_file(), model.device, model.precision, ray, ray_actors, model.threads,
-                             model.batch_size, model.variant.path if opens_checkpoint(model.device) else None)
+                             model.batch_size, model.variant if opens_checkpoint(model.device) else None)
             check_model_file(route.model_path, cfg, spec)
         else:
             route = EngineRoute(model.engine, model.batch_size, model.workers)

@@ -74,12 +74,15 @@ def add_window_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
-    """--model and --cfg-path: a released checkpoint or an exported model, and its variant."""
+    """--model and --cfg-path: a checkpoint or an exported model, and its variant or config."""
     parser.add_argument("--model", required=True,
-                        help="A released checkpoint.pth (exported at the window size once, then reused from the "
-                             "cache) or an exported ONNX model.")
+                        help="A released checkpoint.pth or an MMSegmentation Segmenter checkpoint (the format read "
+                             "from its content; exported at the window size once, then reused from the cache), or "
+                             "an exported ONNX model.")
     parser.add_argument("--cfg-path", default=None,
-                        help="The model's variant.yml. Default: variant.yml beside --model.")
+                        help="The model's variant.yml or MMSegmentation config (dumped, or a model-zoo config with "
+                             "_base_ files, read without running it). Default: an MMSegmentation checkpoint's own "
+                             "config, else variant.yml beside --model.")
     add_dataset_flag(parser)
 
 
@@ -88,7 +91,7 @@ def add_dataset_flag(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--dataset", choices=list(DATASETS), default=None,
                         help="Data set: layout, classes, palette and label conventions. Default: the variant's "
-                             "dataset_kwargs.dataset.")
+                             "dataset_kwargs.dataset, or the config's dataset_type.")
 
 
 def add_engine_flags(parser: argparse.ArgumentParser) -> None:
@@ -121,9 +124,10 @@ def add_dataset_flags(parser: argparse.ArgumentParser) -> None:
 def add_view_flags(parser: argparse.ArgumentParser) -> None:
     """--multiscale, --scales and --flip: the views each image is evaluated at."""
     parser.add_argument("--multiscale", action="store_true",
-                        help="Upstream's multi-scale evaluation: resize ratios 0.5 0.75 1.0 1.25 1.5 1.75, each also "
-                             "flipped (12 views, about 16 times the windows of single scale: 126 instead of 8 for a "
-                             "Cityscapes image at window 768, stride 512).")
+                        help="The model's multi-scale + flip evaluation: an MMSegmentation config's own test-time "
+                             "views, else upstream's resize ratios 0.5 0.75 1.0 1.25 1.5 1.75, each also flipped (12 "
+                             "views, about 16 times the windows of single scale: 126 instead of 8 for a Cityscapes "
+                             "image at window 768, stride 512).")
     parser.add_argument("--scales", type=positive_float, nargs="+", default=None, metavar="R",
                         help="Custom resize ratios of the fit box, e.g. 0.75 1.0 1.25. Default: 1.0.")
     parser.add_argument("--flip", action="store_true", help="Also evaluate each view flipped horizontally.")
@@ -131,12 +135,13 @@ def add_view_flags(parser: argparse.ArgumentParser) -> None:
 
 def views_from_args(args: argparse.Namespace):
     """The views the flags ask for."""
-    from .data.plan import MULTISCALE_RATIOS, make_views
+    from .data.plan import make_views
+    from .data.settings import MODEL_MULTISCALE
 
     if args.multiscale:
         if args.scales:
             raise SegmenterError("--multiscale sets its own scales; give either it or --scales")
-        return make_views(list(MULTISCALE_RATIOS), flip=True)
+        return MODEL_MULTISCALE  # the model's own (an MMSegmentation config's), else upstream's
     try:
         return make_views(args.scales, flip=args.flip)
     except SegmenterError as exc:

@@ -19,7 +19,7 @@ _CACHE = tempfile.mkdtemp(prefix="segmenter-test-cache-")  # exported models of 
 os.environ["SEGMENTER_CACHE_DIR"] = _CACHE
 atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 GOLDEN = ROOT / "tests" / "data" / "golden"
-GOLDEN_CASES = sorted(p.name for p in GOLDEN.iterdir() if p.is_dir())
+GOLDEN_CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "checkpoint.pth").is_file())  # upstream format
 
 
 def run_script(script: str, *args, timeout: float = 900, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -644,8 +644,8 @@ def ray_error_inside_an_actor(w):  # found only when an actor reads the labels: 
 
 @case("{w}/m48.onnx", "48x48", "64x64")
 def ray_onnx_of_another_window(w):
-    from segmenter.model.checkpoint import load_model
     from segmenter.model.export import export_onnx
+    from segmenter.model.loading import load_model
 
     export_onnx(load_model(w / "model" / "checkpoint.pth")[0], w / "m48.onnx", (48, 48), log=lambda _: None)
     return evaluate(w, "--ray", model="m48.onnx")

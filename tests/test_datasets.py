@@ -18,7 +18,8 @@ from segmenter.data.images import view_windows
 from segmenter.data.plan import MULTISCALE_RATIOS, ImagePlan, WindowConfig, make_views
 from segmenter.demo.writers import write_split
 from segmenter.evaluation.scoring import ImageMerger
-from segmenter.model.checkpoint import load_model, write_random_checkpoint
+from segmenter.model.checkpoint import write_random_checkpoint
+from segmenter.model.loading import load_model
 from segmenter.model.variant import NORMALIZATIONS
 
 # ----------------------------------------------------------------------------- multi-scale parity

@@ -9,8 +9,8 @@ import yaml
 from conftest import assert_one_line_error, run_script
 
 from segmenter.engines.backends import available_devices, open_engine
-from segmenter.model.checkpoint import load_model
 from segmenter.model.export import export_onnx
+from segmenter.model.loading import load_model
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +82,7 @@ def test_window_size_mismatch(files_route, tmp_path):
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory):
     from segmenter.model.checkpoint import write_random_checkpoint
+    from segmenter.model.loading import load_model
 
     folder = tmp_path_factory.mktemp("engines")
     model, _ = load_model(write_random_checkpoint(folder, "tiny", seed=9))

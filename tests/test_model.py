@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import GOLDEN, GOLDEN_CASES, run_script
 
-from segmenter.model.checkpoint import load_model
+from segmenter.model.loading import load_model
 from segmenter.model.network import set_fused_attention
 
 

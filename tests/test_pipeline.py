@@ -14,7 +14,7 @@ from conftest import GOLDEN, GOLDEN_CASES, plain_miou, run_script
 
 from segmenter.data.windows import WindowMerger, cut_windows, window_anchors
 from segmenter.demo.writers import write_split
-from segmenter.model.checkpoint import load_model
+from segmenter.model.loading import load_model
 from segmenter.model.variant import NORMALIZATIONS
 
 N_IMAGES = 3

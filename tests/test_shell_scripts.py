@@ -10,11 +10,11 @@ from conftest import bash_script as bash
 
 from segmenter.demo.writers import write_split
 from segmenter.model.checkpoint import write_random_checkpoint
+from segmenter.model.loading import load_model
 
 
 @pytest.fixture(scope="module")
 def onnx_model(tmp_path_factory) -> Path:
-    from segmenter.model.checkpoint import load_model
     from segmenter.model.export import export_onnx
 
     folder = tmp_path_factory.mktemp("shell")

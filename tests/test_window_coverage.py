@@ -17,8 +17,9 @@ from segmenter.evaluation.evaluate import EngineRoute, evaluate_dataset
 from segmenter.fileroute.aisbench import list_inputs, run_benchmark
 from segmenter.fileroute.postprocess import run_postprocess
 from segmenter.fileroute.preprocess import run_preprocess
-from segmenter.model.checkpoint import load_model, write_random_checkpoint
+from segmenter.model.checkpoint import write_random_checkpoint
 from segmenter.model.export import export_onnx
+from segmenter.model.loading import load_model
 
 
 def covered(length: int, starts: list[int], window: int) -> np.ndarray:

@@ -38,15 +38,32 @@ def shapes_of(item_shape: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
     return (1, *item_shape), tuple(item_shape)
 
 
+def _fits(shape: tuple[int, ...], item_shape: tuple[int, ...]) -> bool:
+    """A window of at most item_shape's height and width, the leading axes equal."""
+    return len(shape) == len(item_shape) and shape[:-2] == item_shape[:-2] and \
+        all(0 < a <= b for a, b in zip(shape[-2:], item_shape[-2:]))
+
+
+def window_file_shape(path: Path, item_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The item shape a window file holds: a .npy's from its header, a .bin's is item_shape's."""
+    if path.suffix != ".npy":
+        return tuple(item_shape)
+    shape, _ = npy_header(path)
+    return tuple(shape[1:]) if len(shape) == len(item_shape) + 1 and shape[0] == 1 else tuple(shape)
+
+
 def check_window_file(path: Path, item_shape: tuple[int, ...], what: str,
-                      size_hint: Callable[[int], str] | None = None) -> None:
+                      size_hint: Callable[[int], str] | None = None, smaller: bool = False) -> None:
     """A .bin of exactly prod(item_shape) float32 values, or a float .npy of one item; else an error naming
-    the file, what it holds and what is expected (`size_hint` says what a .bin of a wrong size may be)."""
+    the file, what it holds and what is expected (`size_hint` says what a .bin of a wrong size may be). With
+    `smaller`, a .npy may hold a window of a smaller height and width (windows cut smaller than the crop)."""
     shapes = shapes_of(item_shape)
     if path.suffix == ".npy":
         shape, dtype = npy_header(path)
-        if shape not in shapes or dtype.kind != "f":
-            raise SegmenterError(f"{path}: holds {dtype} {shape}, expected float32 {shapes[0]} ({what})")
+        fits = shape in shapes or smaller and any(_fits(shape, s) for s in shapes)
+        if not fits or dtype.kind != "f":
+            bound = " or smaller in height and width" if smaller else ""
+            raise SegmenterError(f"{path}: holds {dtype} {shape}, expected float32 {shapes[0]}{bound} ({what})")
         return
     expected = int(np.prod(item_shape)) * 4
     size = path.stat().st_size
@@ -56,11 +73,23 @@ def check_window_file(path: Path, item_shape: tuple[int, ...], what: str,
                              f"{'x'.join(map(str, shapes[0]))}, {what}){hint}")
 
 
-def read_window_file(path: Path, item_shape: tuple[int, ...], what: str) -> np.ndarray:
-    """One window file as a (1, *item_shape) float32 array, checked first."""
-    check_window_file(path, item_shape, what)
+def read_window_file(path: Path, item_shape: tuple[int, ...], what: str, smaller: bool = False) -> np.ndarray:
+    """One window file as a (1, *shape) float32 array, checked first; its shape is item_shape, or with `smaller`
+    the (smaller) one a .npy holds."""
+    check_window_file(path, item_shape, what, smaller=smaller)
     try:
         data = np.load(path, allow_pickle=False) if path.suffix == ".npy" else np.fromfile(path, np.float32)
     except (OSError, ValueError, EOFError) as exc:
         raise SegmenterError(f"{path}: cannot be read ({str(exc)[:120]})") from None
-    return data.astype(np.float32, copy=False).reshape(1, *item_shape)
+    return data.astype(np.float32, copy=False).reshape(1, *window_file_shape(path, item_shape))
+
+
+def write_window_file(target: Path, window: np.ndarray, fmt: str = "bin") -> None:
+    """One window (1, C, h, w) as raw float32 bytes (BIN) or .npy, renamed into place when written."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    if fmt == "npy":
+        with open(tmp, "wb") as fh:
+            np.save(fh, window)
+    else:
+        window.astype(np.float32, copy=False).tofile(tmp)
+    tmp.replace(target)

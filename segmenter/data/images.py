@@ -83,6 +83,14 @@ def view_windows(bgr: np.ndarray, plan: ImagePlan, cfg: WindowConfig) -> Iterato
         yield cut_windows(image, layout.anchors, w)
 
 
+def same_shape_windows(bgr: np.ndarray, plan: ImagePlan, cfg: WindowConfig) -> np.ndarray:
+    """(k, 3, h, w) windows of an image to measure or calibrate engines on: those of the first view whose windows
+    have the full window size, else those of the first view."""
+    views = list(view_windows(bgr, plan, cfg))
+    full = [v for v in views if v.shape[2:] == (cfg.window_size, cfg.window_size)]
+    return (full or views)[0] if len(full) <= 1 else np.concatenate(full)
+
+
 def header_size(path: str | Path) -> tuple[int, int]:
     """(H, W) an image will have once read (EXIF rotation applied), from its header alone where possible."""
     from PIL import Image

@@ -1,9 +1,11 @@
 """What happens to each image: its views (scale, flip), their canvases and window anchors, its file prefix.
 
 An image is looked at through one or more views. A view resizes the image to fit a box (the data
-set's box scaled by the view's ratio), flips it when asked, raises its short side to the window
-size when smaller, and cuts windows at the anchors. Single-scale evaluation is one view (ratio 1,
-unflipped). Window files are numbered k = 0, 1, ... across all views of an image, view by view.
+set's box scaled by the view's ratio; or, for MMSegmentation 1.x's test-time views, the image itself
+scaled by the ratio), flips it when asked, raises its short side to the window size when smaller
+(upstream; MMSegmentation cuts a smaller window instead), and cuts windows at the anchors.
+Single-scale evaluation is one view (ratio 1, unflipped). Window files are numbered k = 0, 1, ...
+across all views of an image, view by view.
 """
 from __future__ import annotations
 
@@ -13,20 +15,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import SegmenterError
-from .windows import axis_window_count, window_anchors
+from .windows import axis_window_count, window_anchors, window_shape
 
 MAX_WINDOWS_PER_IMAGE = 100_000  # a layout beyond this is a mistake, not an image
 
 
 @dataclass(frozen=True)
 class View:
-    """A resize ratio of the fit box and an optional horizontal flip."""
+    """A resize ratio of the fit box (or, `of_image`, of the image itself) and an optional horizontal flip."""
 
     scale: float = 1.0
     flip: bool = False
+    of_image: bool = False
 
     def to_json(self) -> dict:
-        return {"scale": self.scale, "flip": self.flip}
+        return {"scale": self.scale, "flip": self.flip, **({"of_image": True} if self.of_image else {})}
 
 
 SINGLE_SCALE = (View(),)
@@ -42,12 +45,12 @@ def check_scale(scale: float) -> None:
         raise SegmenterError(f"scale {scale:g} must be above 0 and at most {MAX_SCALE:g}")
 
 
-def make_views(scales: list[float] | None = None, flip: bool = False) -> tuple[View, ...]:
+def make_views(scales: list[float] | None = None, flip: bool = False, of_image: bool = False) -> tuple[View, ...]:
     """Views of the given ratios (default 1.0), each followed by its flipped twin when flip is set."""
     views = []
     for scale in scales or [1.0]:
         check_scale(scale)
-        views += [View(float(scale), False)] + ([View(float(scale), True)] if flip else [])
+        views += [View(float(scale), False, of_image)] + ([View(float(scale), True, of_image)] if flip else [])
     if len(views) > MAX_VIEWS:
         raise SegmenterError(f"{len(views)} views: at most {MAX_VIEWS}")
     return tuple(views)
@@ -63,6 +66,7 @@ class WindowConfig:
     normalization: str
     box_ratio: int = 2  # the data set's long / short side of the fit box (Cityscapes 2)
     views: tuple[View, ...] = SINGLE_SCALE
+    raise_to_window: bool = True  # a short side below the window raised to it (upstream), else smaller windows
 
     def __post_init__(self) -> None:
         if self.window_size <= 0:
@@ -92,7 +96,8 @@ class WindowConfig:
     def to_json(self) -> dict:
         return {"image_size": self.image_size, "window_size": self.window_size, "window_stride": self.window_stride,
                 "normalization": self.normalization, "box_ratio": self.box_ratio,
-                "views": [v.to_json() for v in self.views]}
+                "views": [v.to_json() for v in self.views],
+                **({} if self.raise_to_window else {"raise_to_window": False})}
 
 
 def resized_size(hw: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
@@ -100,6 +105,14 @@ def resized_size(hw: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
     h, w = hw
     scale = min(box[0] / max(h, w), box[1] / min(h, w))
     return max(1, int(h * scale + 0.5)), max(1, int(w * scale + 0.5))
+
+
+def scaled_size(hw: tuple[int, int], ratio: float) -> tuple[int, int]:
+    """The image itself scaled by a ratio, keeping its aspect, as mmcv does it (Resize(scale_factor=r,
+    keep_ratio=True)): the target (int(w*r + 0.5), int(h*r + 0.5)), then the keep-ratio fit to it."""
+    h, w = hw
+    target = (int(w * ratio + 0.5), int(h * ratio + 0.5))
+    return resized_size(hw, (max(target), min(target)))
 
 
 def canvas_size(hw: tuple[int, int], window: int) -> tuple[int, int]:
@@ -118,6 +131,7 @@ class ViewLayout:
     resized_hw: tuple[int, int]
     canvas_hw: tuple[int, int]
     anchors: tuple[tuple[int, int], ...]
+    window_hw: tuple[int, int] = (0, 0)  # (h, w) of its windows: the window, or a shorter side of the canvas
 
     def to_json(self) -> dict:
         return {**self.view.to_json(), "resized_hw": list(self.resized_hw), "canvas_hw": list(self.canvas_hw),
@@ -125,14 +139,15 @@ class ViewLayout:
 
 
 def layout_view(original_hw: tuple[int, int], view: View, cfg: WindowConfig) -> ViewLayout:
-    resized = resized_size(original_hw, cfg.fit_box(view))
-    canvas = canvas_size(resized, cfg.window_size)
+    resized = scaled_size(original_hw, view.scale) if view.of_image else resized_size(original_hw, cfg.fit_box(view))
+    canvas = canvas_size(resized, cfg.window_size) if cfg.raise_to_window else resized
     count = axis_window_count(canvas[0], cfg.window_size, cfg.window_stride) * \
         axis_window_count(canvas[1], cfg.window_size, cfg.window_stride)
     if count > MAX_WINDOWS_PER_IMAGE:
         raise SegmenterError(f"an image of {original_hw[0]}x{original_hw[1]} would need {count} windows "
                              f"(canvas {canvas[0]}x{canvas[1]}); more than {MAX_WINDOWS_PER_IMAGE} per image")
-    return ViewLayout(view, resized, canvas, tuple(window_anchors(canvas, cfg.window_size, cfg.window_stride)))
+    return ViewLayout(view, resized, canvas, tuple(window_anchors(canvas, cfg.window_size, cfg.window_stride)),
+                      window_shape(canvas, cfg.window_size))
 
 
 @dataclass(frozen=True)

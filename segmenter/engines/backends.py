@@ -19,26 +19,30 @@ INPUT_NAME, OUTPUT_NAME = "input", "output"  # the names segmenter_pytorch2onnx.
 
 class Engine(Protocol):
     name: str  # e.g. "onnxruntime-cpu fp32"
-    input_hw: tuple[int, int]
+    input_hw: tuple[int, int]  # the full window (H, W)
     n_cls: int
+    dynamic: bool  # also takes windows smaller than input_hw (MMSegmentation's slide inference cuts them)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
 
 
-def checked_io(model_path: Path, names_in: list[str], names_out: list[str], dims_in: list, dims_out: list
-               ) -> tuple[tuple[int, int], int]:
-    """(H, W) of the model's input and K of its output from their names and shapes (ints, or names for
-    dynamic axes)."""
+def checked_io(model_path: Path, names_in: list[str], names_out: list[str], dims_in: list, dims_out: list,
+               window: str | None = None) -> tuple[tuple[int, int], int, bool]:
+    """(H, W) of the model's input, K of its output, and whether it takes other heights and widths, from their
+    names and shapes (ints, or names for dynamic axes) and, for a graph of dynamic height and width, the window
+    size its metadata records."""
     if names_in != [INPUT_NAME] or not names_out or names_out[0] != OUTPUT_NAME:
         raise SegmenterError(f"{model_path}: the model's inputs are {names_in} and its outputs {names_out}; needed: "
                              f"one input '{INPUT_NAME}' and a first output '{OUTPUT_NAME}'; export it with "
                              "segmenter_pytorch2onnx.py")
     static = lambda d: isinstance(d, int) and d > 0  # noqa: E731
-    if len(dims_in) != 4 or dims_in[1] != 3 or not all(map(static, dims_in[2:])) or len(dims_out) != 4 \
-            or not static(dims_out[1]):
+    dynamic = len(dims_in) == 4 and not any(map(static, dims_in[2:])) and window is not None and window.isdigit()
+    if len(dims_in) != 4 or dims_in[1] != 3 or not (dynamic or all(map(static, dims_in[2:]))) \
+            or len(dims_out) != 4 or not static(dims_out[1]):
         raise SegmenterError(f"{model_path}: expected input (N, 3, H, W) and output (N, K, H, W) with fixed H, W, K, "
                              f"got {dims_in} and {dims_out}; export it with segmenter_pytorch2onnx.py")
-    return (dims_in[2], dims_in[3]), dims_out[1]
+    hw = (int(window), int(window)) if dynamic else (dims_in[2], dims_in[3])
+    return hw, dims_out[1], dynamic
 
 
 class OnnxRuntimeEngine:
@@ -76,16 +80,23 @@ class OnnxRuntimeEngine:
             reason = str(exc).splitlines()[0][:160]
             raise SegmenterError(f"{model_path}: ONNX Runtime cannot load it ({reason})") from None
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        self.input_hw, self.n_cls = checked_io(model_path, [i.name for i in inputs], [o.name for o in outputs],
-                                               inputs[0].shape, outputs[0].shape)
+        window = self.session.get_modelmeta().custom_metadata_map.get("window_size")
+        self.input_hw, self.n_cls, self.dynamic = checked_io(model_path, [i.name for i in inputs],
+                                                             [o.name for o in outputs], inputs[0].shape,
+                                                             outputs[0].shape, window)
         self.name = f"onnxruntime-{device} {precision}"
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
+        if not self.dynamic and tuple(batch.shape[2:]) != tuple(self.input_hw):
+            raise SegmenterError(f"{self.name}: the model takes windows of {self.input_hw[0]}x{self.input_hw[1]} only, "
+                                 f"not {batch.shape[2]}x{batch.shape[3]}; export it again with dynamic height and "
+                                 "width (segmenter_pytorch2onnx.py does, for models whose windows may shrink)")
         return self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
 
 
 class OpenVinoEngine:
-    """OpenVINO on the CPU, compiled for a fixed batch size (smaller batches are padded)."""
+    """OpenVINO on the CPU, compiled for a fixed batch size (smaller batches are padded) and the full window; a
+    graph of dynamic height and width gets a second compiled model for smaller windows, made when first needed."""
 
     def __init__(self, model_path: Path, precision: str, threads: int | None = None, batch_size: int = 1,
                  calibration: Calibration | None = None) -> None:
@@ -104,18 +115,36 @@ class OpenVinoEngine:
         model = read_openvino(model_path)
         shape = lambda port: [d.get_length() if d.is_static else "?" for d in port.get_partial_shape()]  # noqa: E731
         names = lambda ports: [p.get_any_name() if p.get_names() else "" for p in ports]  # noqa: E731
-        self.input_hw, self.n_cls = checked_io(model_path, names(model.inputs), names(model.outputs),
-                                               shape(model.inputs[0]), shape(model.outputs[0]))
+        window = model.get_rt_info(["framework", "window_size"]).astype(str) \
+            if model.has_rt_info(["framework", "window_size"]) else None
+        self.input_hw, self.n_cls, self.dynamic = checked_io(model_path, names(model.inputs), names(model.outputs),
+                                                             shape(model.inputs[0]), shape(model.outputs[0]), window)
         check_batch_memory(batch_size, self.input_hw, self.n_cls)
         model.reshape({model.inputs[0]: [batch_size, 3, *self.input_hw]})
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads or cpu_threads()}
+        self.config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads or cpu_threads()}
         if precision != "int8":  # int8: the float remainder (attention, softmax, norms) at OpenVINO's default for
-            config["INFERENCE_PRECISION_HINT"] = "bf16" if precision == "bf16" else "f32"  # the CPU: bf16 with AMX
-        self.compiled = core.compile_model(model, "CPU", config)
+            self.config["INFERENCE_PRECISION_HINT"] = "bf16" if precision == "bf16" else "f32"  # the CPU: bf16
+        self.core, self.model_path = core, model_path  # with AMX
+        self.compiled = core.compile_model(model, "CPU", self.config)
         self.request = self.compiled.create_infer_request()
+        self._smaller = None  # the compiled model of dynamic height and width, once a smaller window comes
         self.name = f"openvino-cpu {precision}"
 
+    def _infer_smaller(self, batch: np.ndarray) -> np.ndarray:
+        if not self.dynamic:
+            raise SegmenterError(f"{self.model_path}: the model takes windows of {self.input_hw[0]}x{self.input_hw[1]}"
+                                 f" only, not {batch.shape[2]}x{batch.shape[3]}; export it again with dynamic height "
+                                 "and width (segmenter_pytorch2onnx.py does, for models whose windows may shrink)")
+        if self._smaller is None:
+            model = read_openvino(self.model_path)
+            model.reshape({model.inputs[0]: [-1, 3, -1, -1]})
+            self._smaller = self.core.compile_model(model, "CPU", self.config).create_infer_request()
+        out = self._smaller.infer({0: np.ascontiguousarray(batch)})
+        return np.array(out[self._smaller.model_outputs[0]], np.float32)
+
     def __call__(self, batch: np.ndarray) -> np.ndarray:
+        if tuple(batch.shape[2:]) != tuple(self.input_hw):
+            return self._infer_smaller(batch)
         n = batch.shape[0]
         if n > self.batch_size:
             return np.concatenate([self(batch[i:i + self.batch_size]) for i in range(0, n, self.batch_size)])

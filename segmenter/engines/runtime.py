@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.arrays import read_window_file
-from ..data.images import read_image, view_windows
+from ..data.images import read_image, same_shape_windows
 from ..data.plan import ImagePlan, WindowConfig
 from ..defaults import CALIBRATION_IMAGES, MAX_CALIBRATION_WINDOWS
 from ..errors import SegmenterError
@@ -29,7 +29,7 @@ def image_windows(paths: list[Path], cfg: WindowConfig, limit: int) -> list[np.n
     for path in paths:
         bgr = read_image(path)
         plan = ImagePlan.for_image(path.name, "x", path, "", bgr.shape[:2], cfg)
-        per_image.append(np.concatenate(list(view_windows(bgr, plan, cfg))))
+        per_image.append(same_shape_windows(bgr, plan, cfg))
     windows = [w[k] for k in range(max(len(w) for w in per_image)) for w in per_image if k < len(w)]  # round robin
     return [windows[i] for i in np.linspace(0, len(windows) - 1, min(limit, len(windows))).astype(int)]
 

@@ -21,7 +21,7 @@ class TorchEngine:
                  batch_size: int = 1, window: int | None = None, compile: bool = False) -> None:
         import torch
 
-        from ..model.checkpoint import load_model
+        from ..model.loading import load_model
         from ..model.network import set_fused_attention
 
         checkpoint = Path(checkpoint)
@@ -37,7 +37,7 @@ class TorchEngine:
         self.model = model.to(self.device, self.dtype).eval()
         self.forward = torch.compile(self.model) if compile else self.model
         side = window or variant.window_size
-        self.input_hw, self.n_cls = (side, side), variant.n_cls
+        self.input_hw, self.n_cls, self.dynamic = (side, side), variant.n_cls, True  # eager: any window
         where = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else torch_device
         self.name = f"torch-{self.device.type} {precision}" + (" compiled" if compile else "") + f" ({where})"
 

@@ -34,9 +34,9 @@ IMAGES_PER_CALL = 2  # images per actor call: small, so results stream back and 
 
 
 def _cfg_from_json(doc: dict) -> WindowConfig:
-    views = tuple(View(v["scale"], v["flip"]) for v in doc["views"])
+    views = tuple(View(v["scale"], v["flip"], v.get("of_image", False)) for v in doc["views"])
     return WindowConfig(doc["image_size"], doc["window_size"], doc["window_stride"], doc["normalization"],
-                        doc["box_ratio"], views)
+                        doc["box_ratio"], views, doc.get("raise_to_window", True))
 
 
 class RayScorer:
@@ -47,7 +47,7 @@ class RayScorer:
     """
 
     def __init__(self, model_files: list, device: str, precision: str, threads: int | None, batch_size: int,
-                 cfg_json: dict, dataset: str, keep_labels: bool) -> None:
+                 cfg_json: dict, dataset: str, keep_labels: bool, variant=None) -> None:
         import ray
 
         from ..data.datasets import dataset_spec
@@ -62,7 +62,7 @@ class RayScorer:
             for name, ref in model_files:  # the model's files (an IR has two), from the object store
                 (folder / name).write_bytes(ray.get(ref[0]))
             self.model_path = folder / model_files[0][0]
-            self.engine = open_engine(self.model_path, device, precision, threads, batch_size)
+            self.engine = open_engine(self.model_path, device, precision, threads, batch_size, variant=variant)
         except SegmenterError as exc:
             self.error = str(exc)
 
@@ -197,7 +197,7 @@ def start_ray(address: str | None, log=print):
 def ray_evaluate(plans: list[ImagePlan], spec, cfg: WindowConfig, model_path: Path, device: str, precision: str,
                  threads: int | None, batch_size: int, actors: int, address: str | None, pred_dir: Path | None = None,
                  journal: Journal | None = None, book: ScoreBook | None = None, keep_labels: bool = False,
-                 variant_path: Path | None = None, scorer=RayScorer, log=print) -> ScoreBook:
+                 variant=None, scorer=RayScorer, log=print) -> ScoreBook:
     """Score the images of `plans` on Ray with `actors` actors; adds to `book` and `journal` as images come back.
 
     The metrics do not depend on the order in which images finish or on the number of actors; an image whose
@@ -215,15 +215,13 @@ def ray_evaluate(plans: list[ImagePlan], spec, cfg: WindowConfig, model_path: Pa
     files = [(model_path.name, model_path)]
     if model_path.suffix == ".xml":  # an OpenVINO IR: its weights beside it
         files.append((model_path.with_suffix(".bin").name, model_path.with_suffix(".bin")))
-    if variant_path is not None:  # a checkpoint (torch-cuda) finds its variant beside it
-        files.append(("variant.yml", variant_path))
     refs = [(name, [ray.put(f.read_bytes())]) for name, f in files]  # held here: restarted actors fetch them again
     scored = dataset.map_batches(  # Ray Data restarts a dead actor and retries its batch by default
         scorer, batch_size=IMAGES_PER_CALL, compute=ray.data.ActorPoolStrategy(size=actors),
         num_gpus=1 if gpus else 0, num_cpus=0 if gpus else threads,
         fn_constructor_kwargs=dict(model_files=refs, device=device, precision=precision, threads=threads,
                                    batch_size=batch_size, cfg_json=cfg.to_json(), dataset=spec.name,
-                                   keep_labels=keep_labels))
+                                   keep_labels=keep_labels, variant=variant))
     saved_in = os.path.realpath(pred_dir) if pred_dir is not None else None
     seen: set[int] = set()
     per_node: dict[str, int] = {}

@@ -99,7 +99,7 @@ class RayRoute:
     actors: int = 1
     threads: int | None = None
     batch_size: int = BATCH_SIZE
-    variant_path: Path | None = None  # beside a checkpoint that the engine opens itself
+    variant: object = None  # the description of a checkpoint that the engine opens itself (torch-cuda)
 
     def session(self, log):
         from .distributed import ray_session
@@ -111,15 +111,15 @@ class RayRoute:
 
         ray_evaluate(plans, spec, cfg, self.model_path, self.device, self.precision, self.threads, self.batch_size,
                      self.actors, self.address, out, journal, book, keep_labels=keep_labels or out is not None,
-                     variant_path=self.variant_path, log=log)
+                     variant=self.variant, log=log)
 
 
 @dataclass
 class FilesRoute:
     """The guide's file route: each image's window outputs read from files (checked before, postprocess.py)."""
 
-    files: dict[str, list[Path]]  # prefix -> output files in window order
-    read: Callable[[Path], np.ndarray]  # path -> (K, window, window) float32 logits
+    files: dict[str, list[tuple[Path, tuple[int, int]]]]  # prefix -> (output file, window (h, w)) in window order
+    read: Callable[[Path, tuple[int, int]], np.ndarray]  # (path, (h, w)) -> (K, h, w) float32 logits
 
     def session(self, log):
         return nullcontext()
@@ -127,8 +127,8 @@ class FilesRoute:
     def segment(self, plans, spec, cfg, book, journal, out, keep_labels, log) -> None:
         for plan in track(plans, desc="postprocess", unit="img"):
             merger = ImageMerger(plan, spec.n_cls, cfg.window_size)
-            for k, path in enumerate(self.files[plan.prefix]):
-                merger.add(k, self.read(path))
+            for k, (path, hw) in enumerate(self.files[plan.prefix]):
+                merger.add(k, self.read(path, hw))
             score = score_image(merger, spec, plan.gt_path, out)
             book.add_counts(plan.name, plan.prefix, score.confusion, plan, score.labels if keep_labels else None)
 

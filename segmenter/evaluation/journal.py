@@ -182,14 +182,15 @@ def _short(value) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def evaluation_fingerprint(model: Path, variant_path: Path, dataset: str, split: str, data_root: str | Path,
+def evaluation_fingerprint(model: Path, description_digest: str, dataset: str, split: str, data_root: str | Path,
                            samples: list, cfg_json: dict, device: str, precision: str,
                            calibration: str | None = None) -> dict:
-    """Everything that decides an evaluation's result, as the journal records it: the files' content, the data
+    """Everything that decides an evaluation's result, as the journal records it: the model file's content, its
+    description's (variant.yml, or the MMSegmentation config with its _base_ files merged), the data
     (its root and every image with its ground truth; their content is checked image by image on resume), the
     settings, the engine, and the calibration of static int8 where it is used."""
     images = [(s.name, os.path.realpath(s.image_path), os.path.realpath(s.gt_path)) for s in samples]
-    return {"model_sha256": file_sha256(model), "variant_sha256": file_sha256(variant_path), "dataset": dataset,
+    return {"model_sha256": file_sha256(model), "description_sha256": description_digest, "dataset": dataset,
             "split": split, "data_root": os.path.realpath(data_root), "images": f"{len(images)} images, "
             f"{content_key(images)}", **cfg_json, "device": device, "precision": precision,
             "calibration": calibration}

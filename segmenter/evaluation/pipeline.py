@@ -48,12 +48,12 @@ class Finished:
 
 def _prepared(jobs: Iterable[Job], cfg: WindowConfig, workers: int, ahead: int, keep_image: bool,
               on_error: Callable[[Job, SegmenterError], None] | None
-              ) -> Iterator[tuple[Job, ImagePlan, np.ndarray, np.ndarray | None, FileDigest | None]]:
-    """(job, plan, windows, image, digest) per job, in order, at most `ahead` jobs prepared in advance."""
+              ) -> Iterator[tuple[Job, ImagePlan, list[np.ndarray], np.ndarray | None, FileDigest | None]]:
+    """(job, plan, windows per view, image, digest) per job, in order, at most `ahead` jobs prepared in advance."""
 
     def prepare(job: Job):
         plan, bgr, digest = job.load()
-        return job, plan, np.concatenate(list(view_windows(bgr, plan, cfg))), bgr if keep_image else None, digest
+        return job, plan, list(view_windows(bgr, plan, cfg)), bgr if keep_image else None, digest
 
     with ThreadPoolExecutor(workers) as pool:
         todo = iter(jobs)
@@ -109,7 +109,7 @@ def run_pipeline(jobs: Iterable[Job], cfg: WindowConfig, engine: Engine, sink: C
     try:
         pending: list[tuple[Finished, int, np.ndarray]] = []  # windows waiting for a batch
 
-        def run_batch(items: list) -> None:
+        def run_batch(items: list) -> None:  # windows of one shape (a view smaller than the window has its own)
             windows = np.stack([w for *_, w in items])
             if len(items) < batch_size:  # engines are tuned for one batch size: pad, as ais_bench does
                 windows = np.concatenate([windows, np.repeat(windows[-1:], batch_size - len(items), axis=0)])
@@ -123,7 +123,10 @@ def run_pipeline(jobs: Iterable[Job], cfg: WindowConfig, engine: Engine, sink: C
 
         for job, plan, windows, image, digest in _prepared(jobs, cfg, workers, images_ahead, keep_image, on_error):
             finished = Finished(job, ImageMerger(plan, engine.n_cls, cfg.window_size), image, digest)
-            for k, window in enumerate(windows):
+            for k, window in enumerate(w for view in windows for w in view):
+                if pending and pending[-1][2].shape != window.shape:
+                    run_batch(pending)
+                    pending = []
                 pending.append((finished, k, window))
                 if len(pending) == batch_size:
                     run_batch(pending)

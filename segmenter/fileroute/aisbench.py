@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.arrays import SUFFIXES, check_window_file, read_window_file
+from ..data.arrays import SUFFIXES, check_window_file, read_window_file, window_file_shape, write_window_file
 from ..engines.backends import Engine
 from ..errors import SegmenterError
 from ..files import atomic_write, ensure_writable_dir
@@ -46,6 +46,20 @@ def output_name(input_path: Path, index: int, fmt: str) -> str:
     return f"{input_path.name.split('.')[0]}_{index}.{fmt}"
 
 
+def batches_of(files: list[Path], item_shape: tuple[int, ...], batch_size: int) -> list[list[Path]]:
+    """Consecutive files in batches of batch_size, a batch ending early where the window shape changes (windows
+    smaller than the crop, in .npy files, cannot share a batch with full ones)."""
+    groups: list[list[Path]] = []
+    shape = None
+    for f in files:
+        this = window_file_shape(f, item_shape)
+        if not groups or len(groups[-1]) == batch_size or this != shape:
+            groups.append([])
+        groups[-1].append(f)
+        shape = this
+    return groups
+
+
 def time_summary(ms: list[float]) -> dict:
     """ais_bench's NPU_compute_time block from per-inference times in milliseconds."""
     t = np.asarray(ms, np.float64)
@@ -81,11 +95,11 @@ def run_benchmark(engine: Engine, *, inputs: list[Path] | None, output_dir: Path
             timed(engine, batch, ms)
     else:
         for f in inputs:  # every input before the first inference: no half-written result folder
-            check_window_file(f, item_shape, MODEL_INPUT)
-        groups = [inputs[i:i + batch_size] for i in range(0, len(inputs), batch_size)]
+            check_window_file(f, item_shape, MODEL_INPUT, smaller=engine.dynamic)
+        groups = batches_of(inputs, item_shape, batch_size)
         for n, group in enumerate(track(groups, desc=f"infer bs{batch_size}", unit="batch")):
             files = group + [group[-1]] * (batch_size - len(group))  # pad the last batch by repetition
-            batch = np.concatenate([read_window_file(f, item_shape, MODEL_INPUT) for f in files])
+            batch = np.concatenate([read_window_file(f, item_shape, MODEL_INPUT, engine.dynamic) for f in files])
             if n == 0:
                 for _ in range(warmup):
                     engine(batch)
@@ -95,7 +109,7 @@ def run_benchmark(engine: Engine, *, inputs: list[Path] | None, output_dir: Path
             for f, logits in zip(group, out):  # no output for padding
                 if output_dir is not None:
                     target = output_dir / output_name(f, 0, fmt)
-                    _write_output(target, logits[None], fmt)
+                    write_window_file(target, logits[None], fmt)
                     outfiles.append(str(target))
             filesinfo[str(n)] = {"infiles": [str(f) for f in group], "outfiles": outfiles}
     stats = time_summary(ms)
@@ -113,13 +127,3 @@ def run_benchmark(engine: Engine, *, inputs: list[Path] | None, output_dir: Path
     log(f"[INFO] throughput 1000*batchsize.mean({batch_size})/NPU_compute_time.mean({stats['mean']:.3f}): "
         f"{throughput:.4f}")
     return summary
-
-
-def _write_output(target: Path, logits: np.ndarray, fmt: str) -> None:
-    tmp = target.with_name(f".{target.name}.tmp")
-    if fmt == "npy":
-        with open(tmp, "wb") as fh:
-            np.save(fh, logits)
-    else:
-        logits.astype(np.float32, copy=False).tofile(tmp)
-    tmp.replace(target)

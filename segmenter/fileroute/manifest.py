@@ -129,18 +129,25 @@ class _Checker:
             raise self.fail(f"{where}{key}", f"must be [height, width] in 1..{MAX_SIDE}, got {value!r}")
         return value[0], value[1]
 
+    def flag(self, doc: dict, key: str, default: bool) -> bool:
+        value = doc.get(key, default)
+        if not isinstance(value, bool):
+            raise self.fail(key, f"must be true or false, got {value!r}")
+        return value
+
     def views(self, doc: dict) -> tuple[View, ...]:
         raw = doc.get("views", [{"scale": 1.0, "flip": False}])
         if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_VIEWS:
             raise self.fail("views", f"must be a list of 1 to {MAX_VIEWS} views, got {raw!r}")
         views = []
         for i, v in enumerate(raw):
-            scale, flip = (v.get("scale"), v.get("flip")) if isinstance(v, dict) else (None, None)
+            scale, flip, of_image = (v.get("scale"), v.get("flip"), v.get("of_image", False)) \
+                if isinstance(v, dict) else (None, None, None)
             if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= MAX_SCALE \
-                    or not isinstance(flip, bool):
-                raise self.fail(f"views[{i}]", f"must be {{scale: number in (0, {MAX_SCALE:g}], flip: bool}}, got "
-                                f"{v!r}")
-            views.append(View(float(scale), flip))
+                    or not isinstance(flip, bool) or not isinstance(of_image, bool):
+                raise self.fail(f"views[{i}]", f"must be {{scale: number in (0, {MAX_SCALE:g}], flip: bool, of_image: "
+                                f"bool}}, got {v!r}")
+            views.append(View(float(scale), flip, of_image))
         return tuple(views)
 
 
@@ -185,7 +192,7 @@ def read_manifest(path: Path) -> Layout:
     cfg = WindowConfig(image_size=check.integer(doc, "image_size", 1, MAX_SIDE), window_size=window,
                        window_stride=stride, normalization=normalization,
                        box_ratio=check.integer(doc, "box_ratio", 1, 64) if "box_ratio" in doc else 2,
-                       views=check.views(doc))
+                       views=check.views(doc), raise_to_window=check.flag(doc, "raise_to_window", True))
     entries = check.get(doc, "images", "")
     if not isinstance(entries, list) or not entries:
         raise check.fail("images", "must be a non-empty list")

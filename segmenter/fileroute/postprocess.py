@@ -87,8 +87,8 @@ def check_outputs(result_dir: Path, layout: Layout, log=print) -> list[list[Path
             raise SegmenterError(f"{result_dir / f'{plan.prefix}_{missing[0]}_0.bin'}: output missing "
                                  f"({plan.n_windows} windows expected for {plan.name})")
         files = [windows[k] for k in range(plan.n_windows)]
-        for f in files:
-            check_window_file(f, (n_cls, window, window), what, lambda size: _bin_size_hint(size, n_cls, window))
+        for f, hw in zip(files, window_shapes(plan)):
+            check_window_file(f, (n_cls, *hw), what, lambda size: _bin_size_hint(size, n_cls, window))
         files_per_image.append(files)
     known = {plan.prefix for plan in layout.plans}
     others = [prefix for prefix in found if prefix not in known]
@@ -98,9 +98,16 @@ def check_outputs(result_dir: Path, layout: Layout, log=print) -> list[list[Path
     return files_per_image
 
 
-def read_output(path: Path, n_cls: int, window: int) -> np.ndarray:
-    """(K, window, window) float32 logits of one window output file; NaN or wrong shape is an error."""
-    data = read_window_file(path, (n_cls, window, window), f"class count {n_cls}")[0]
+def window_shapes(plan) -> list[tuple[int, int]]:
+    """(h, w) of each window of an image, in window order."""
+    return [view.window_hw for view in plan.views for _ in view.anchors]
+
+
+def read_output(path: Path, n_cls: int, window: int | tuple[int, int]) -> np.ndarray:
+    """(K, h, w) float32 logits of one window output file (h, w: the window, or its smaller shape); NaN or a wrong
+    shape is an error."""
+    h, w = (window, window) if isinstance(window, int) else window
+    data = read_window_file(path, (n_cls, h, w), f"class count {n_cls}")[0]
     if not np.isfinite(data).all():
         raise SegmenterError(f"{path}: contains NaN or infinite values")
     return data
@@ -119,7 +126,7 @@ def run_postprocess(result_dir: Path, gt_path: Path, manifest: Path | None = Non
             raise SegmenterError(f"{exc} (no manifest beside {gt_path.name}, so the guide's fixed layout was "
                                  "assumed; pass the manifest segmenter_preprocess.py wrote)") from None
         raise
-    route = FilesRoute({plan.prefix: paths for plan, paths in zip(layout.plans, files)},
-                       lambda path: read_output(path, layout.n_cls, layout.cfg.window_size))
+    route = FilesRoute({plan.prefix: list(zip(paths, window_shapes(plan))) for plan, paths in zip(layout.plans, files)},
+                       lambda path, hw: read_output(path, layout.n_cls, hw))
     book = evaluate_dataset(layout.plans, dataset_spec(layout.dataset), layout.cfg, route, pred_dir, report, log=log)
     return book, layout

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import cv2
 
+from ..data.arrays import write_window_file
 from ..data.datasets import DatasetSpec, Sample
 from ..data.images import read_image, view_windows, window_census
-from ..data.plan import ImagePlan, WindowConfig, assign_prefixes
+from ..data.plan import ImagePlan, ViewLayout, WindowConfig, assign_prefixes
 from ..errors import SegmenterError
 from ..files import ensure_writable_dir, ensure_writable_file
 from ..progress import track
@@ -24,12 +25,22 @@ def typical_windows(cfg: WindowConfig) -> int:
     return ImagePlan.for_image("", "", "", "", (cfg.image_size, cfg.box_ratio * cfg.image_size), cfg).n_windows
 
 
-def _remove_stale_windows(bin_dir: Path, plan: ImagePlan) -> int:
-    """Delete `<prefix>_<k>.bin` with k beyond this layout: windows of an earlier run with other settings."""
+def window_suffix(view: ViewLayout, cfg: WindowConfig) -> str:
+    """.bin for windows of the full size (raw float32, as the guide writes them); .npy for a smaller one, whose
+    header says its height and width (a view of an MMSegmentation model below the crop)."""
+    return ".bin" if view.window_hw == (cfg.window_size, cfg.window_size) else ".npy"
+
+
+def _remove_stale_windows(bin_dir: Path, plan: ImagePlan, cfg: WindowConfig) -> int:
+    """Delete `<prefix>_<k>.bin/.npy` that this layout does not write (k beyond its count, or the other suffix):
+    windows of an earlier run with other settings."""
+    written = {plan.window_name(k) + window_suffix(view, cfg) for k, view in enumerate(
+        v for v in plan.views for _ in v.anchors)}
     removed = 0
-    for path in glob.glob(os.path.join(glob.escape(str(bin_dir)), f"{glob.escape(plan.prefix)}_*.bin")):
+    for path in glob.glob(os.path.join(glob.escape(str(bin_dir)), f"{glob.escape(plan.prefix)}_*")):
+        name = Path(path).name
         prefix, _, k = Path(path).stem.rpartition("_")
-        if prefix == plan.prefix and k.isdigit() and int(k) >= plan.n_windows:
+        if prefix == plan.prefix and k.isdigit() and Path(path).suffix in (".bin", ".npy") and name not in written:
             os.remove(path)
             removed += 1
     return removed
@@ -49,14 +60,12 @@ def _preprocess_one(job: tuple[Sample, str, WindowConfig, Path, int]) -> tuple[I
         raise SegmenterError(f"{bin_dir}: {size / 2**20:.0f} MiB needed for the windows of {sample.name} but only "
                              f"{free / 2**20:.0f} MiB free; free space or choose another bin folder")
     k = 0
-    for windows in view_windows(bgr, plan, cfg):
-        for window in windows:
-            target = bin_dir / f"{plan.window_name(k)}.bin"
-            tmp = target.with_name(f".{target.name}.tmp")
-            window[None].tofile(tmp)  # (1, 3, window, window) float32, as the model's input
-            os.replace(tmp, target)
+    for view, windows in zip(plan.views, view_windows(bgr, plan, cfg)):
+        suffix = window_suffix(view, cfg)
+        for window in windows:  # (1, 3, h, w) float32, as the model's input
+            write_window_file(bin_dir / f"{plan.window_name(k)}{suffix}", window[None], suffix[1:])
             k += 1
-    return plan, _remove_stale_windows(bin_dir, plan)
+    return plan, _remove_stale_windows(bin_dir, plan, cfg)
 
 
 def _init_worker() -> None:
@@ -80,7 +89,7 @@ def run_preprocess(samples: list[Sample], bin_dir: Path, gt_path: Path, cfg: Win
             f"{renamed[0][0].image_path}) get unique window prefixes (e.g. {renamed[0][1]}_0.bin), "
             f"{len(renamed)} in all, recorded in {manifest.name}")
     ours = set(prefixes)
-    stale = [p for p in bin_dir.glob("*.bin") if p.name.rpartition("_")[0] not in ours]
+    stale = [p for p in bin_dir.iterdir() if p.suffix in (".bin", ".npy") and p.stem.rpartition("_")[0] not in ours]
     if stale:
         log(f"warning: {bin_dir} holds {len(stale)} .bin files of other images (e.g. {stale[0].name}); "
             "an inference run on the folder will include them")

@@ -44,23 +44,25 @@ def cache_dir(sub: str = "") -> Path:
 def exported_model(checkpoint: Path, variant: Variant, input_size: tuple[int, int], log=print) -> Path:
     """An ONNX export of the checkpoint at input_size, from the cache or exported into it now.
 
-    Keyed by the checkpoint's and the variant's content, the input size and the export code's version;
-    checked against its record before use (derived_files).
+    Keyed by the checkpoint's and the description's content, the input size and the export code's version;
+    checked against its record before use (derived_files). A model whose windows may be smaller than the
+    crop (MMSegmentation's) is exported with dynamic height and width.
     """
     try:
         source = file_sha256(checkpoint)
     except OSError as exc:
         raise SegmenterError(f"{checkpoint}: checkpoint not readable ({exc.strerror})") from None
-    key = content_key(source, variant.path.read_bytes(), tuple(input_size), EXPORT_VERSION)
+    dynamic = not variant.raise_to_window
+    key = content_key(source, variant.digest, tuple(input_size), dynamic, EXPORT_VERSION)
     target = cache_dir("onnx") / f"{checkpoint.parent.name or 'model'}-{key}.onnx"
 
     def export(tmps: list[str]) -> None:
-        from .checkpoint import load_model
         from .export import export_onnx
+        from .loading import load_model
 
         model, _ = load_model(checkpoint, variant)
         log(f"exporting {checkpoint} at {input_size[0]}x{input_size[1]} into the cache {target.parent}")
-        export_onnx(model, tmps[0], input_size, log=log)
+        export_onnx(model, tmps[0], input_size, log=log, dynamic_hw=dynamic)
 
     return derived_files(target, (".onnx",), export, source, f"export of {checkpoint.name}", log,
                          prune=False, reuse_note=f"using the export of {checkpoint} cached in {target}")

@@ -5,6 +5,7 @@ import math
 import pickle
 import re
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -13,39 +14,100 @@ import yaml
 from ..defaults import default_stride
 from ..errors import SegmenterError
 from ..files import atomic_write
+from .mmseg import is_mmseg_state, to_our_keys
+from .mmseg_config import evaluate_config_text
 from .network import Segmenter
-from .variant import ModelConfig, Variant, load_variant, parse_variant, variant_beside
+from .variant import ModelConfig, parse_variant
 
 # Keys present in released files but unused by segmentation (the ImageNet classifier heads).
 UNUSED_PREFIXES = ("encoder.head.", "encoder.head_dist.")
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """The `model` state dict of a checkpoint.pth, loaded without arbitrary unpickling."""
+class Inert:
+    """What a harmless global of a checkpoint's training state becomes when read: nothing, whatever it is given.
+
+    mmengine's Runner saves, beside the weights, its message hub (HistoryBuffer objects holding numpy
+    arrays). Those globals are read as this stand-in: no mmengine or numpy code runs, and the values,
+    which inference does not need, are dropped.
+    """
+
+    def __init__(self, *_, **__) -> None:
+        pass
+
+    def __setstate__(self, _) -> None:
+        pass
+
+
+def _inert(*_, **__) -> Inert:
+    return Inert()
+
+
+# Globals admitted (as stand-ins) besides tensors and plain containers: mmengine's training state only.
+HARMLESS_GLOBALS = [(Inert, "mmengine.logging.history_buffer.HistoryBuffer"), (Inert, "numpy.ndarray"),
+                    (Inert, "numpy.dtype"), (_inert, "builtins.getattr")] + [
+    (_inert, f"{module}.{name}") for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+    for name in ("_reconstruct", "scalar")]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What a checkpoint file holds for inference: its weights under the file's own names, its meta, its format."""
+
+    state: dict[str, torch.Tensor]
+    meta: dict
+    format: str  # "upstream" (`model`, encoder.* keys) or "mmseg" (`state_dict`, backbone.* / decode_head.* keys)
+    path: Path
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """A checkpoint loaded without arbitrary unpickling, its format recognised from its content (keys and meta)."""
     path = Path(path)
     if not path.is_file():
         raise SegmenterError(f"{path}: checkpoint not found")
     with open(path, "rb") as fh:
         head = fh.read(4)
-    if not (zipfile.is_zipfile(path) or head[:1] == b"\x80"):  # torch.save writes a zip, older ones a pickle
+    zipped = zipfile.is_zipfile(path)
+    if not (zipped or head[:1] == b"\x80"):  # torch.save writes a zip, older ones a pickle
         raise SegmenterError(f"{path}: not a torch checkpoint (neither a zip archive nor a pickle); "
                              "give the released checkpoint.pth")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(HARMLESS_GLOBALS):
+            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL (\S+)", str(exc))
         if not found:
             raise SegmenterError(f"{path}: damaged or not a torch checkpoint (unreadable pickle data)") from None
         raise SegmenterError(f"{path}: refused, loading it would need arbitrary unpickling (it references "
-                             f"{found.group(1)}); only tensors and plain containers are accepted") from None
+                             f"{found.group(1)}); only tensors, plain containers and mmengine's training records "
+                             "are accepted") from None
     except Exception as exc:  # noqa: BLE001 - damaged data can fail anywhere in the unpickler
         reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
         raise SegmenterError(f"{path}: damaged or not a torch checkpoint ({reason})") from None
-    if isinstance(ckpt, dict) and isinstance(ckpt.get("model"), dict):
-        ckpt = ckpt["model"]
-    if not isinstance(ckpt, dict) or not all(isinstance(v, torch.Tensor) for v in ckpt.values()):
-        raise SegmenterError(f"{path}: expected a dict with a 'model' state dict of tensors")
-    return ckpt
+    if isinstance(ckpt, dict) and isinstance(ckpt.get("state_dict"), dict) and is_mmseg_state(ckpt["state_dict"]):
+        meta = ckpt.get("meta") if isinstance(ckpt.get("meta"), dict) else {}
+        state, fmt = ckpt["state_dict"], "mmseg"
+    else:
+        state = ckpt["model"] if isinstance(ckpt, dict) and isinstance(ckpt.get("model"), dict) else ckpt
+        meta, fmt = {}, "upstream"
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise SegmenterError(f"{path}: expected the released 'model' state dict, or MMSegmentation's 'state_dict', "
+                             "of tensors")
+    return Checkpoint(state, meta, fmt, path)
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A checkpoint's state dict under this package's names (MMSegmentation's keys mapped onto them)."""
+    ckpt = read_checkpoint(path)
+    return to_our_keys(ckpt.state, ckpt.path)[0] if ckpt.format == "mmseg" else ckpt.state
+
+
+def embedded_config(ckpt: Checkpoint) -> dict:
+    """The config an MMSegmentation checkpoint carries (meta['config'] from mmseg 0.x, meta['cfg'] from mmengine)."""
+    text = ckpt.meta.get("config") or ckpt.meta.get("cfg")
+    if not isinstance(text, str) or not text.strip():
+        raise SegmenterError(f"{ckpt.path}: an MMSegmentation checkpoint without a config inside (meta['config'] "
+                             "or meta['cfg']); give the model's config file with the config flag")
+    return evaluate_config_text(text, f"{ckpt.path} (its meta config)")
 
 
 def check_position_grid(n_positions: int, cfg: ModelConfig, path: str | Path) -> None:
@@ -64,8 +126,27 @@ def check_position_grid(n_positions: int, cfg: ModelConfig, path: str | Path) ->
                              f"[{side * cfg.patch_size}, {side * cfg.patch_size}]")
 
 
-def check_state_dict(state: dict[str, torch.Tensor], model: Segmenter, path: str | Path) -> dict[str, torch.Tensor]:
-    """Drop the unused classifier keys; any other key or shape disagreement is an error naming it."""
+def _file_name(key: str, names: dict[str, str] | None) -> str:
+    """How the checkpoint's format names one of our keys (for a key it lacks)."""
+    if names is None:
+        return key
+    from .mmseg import RULES  # reversed: ours -> mmseg, by the same table
+
+    for mmseg_pattern, ours in RULES:
+        pattern = "^" + re.escape(ours).replace(r"\\1", r"(\d+)")
+        found = re.match(pattern, key)
+        if found:
+            plain = mmseg_pattern.replace("\\.", ".").rstrip("$")
+            plain = plain.replace(r"(\d+)", found.group(1)) if found.groups() else plain
+            return plain + key[found.end():]
+    return key
+
+
+def check_state_dict(state: dict[str, torch.Tensor], model: Segmenter, path: str | Path,
+                     names: dict[str, str] | None = None) -> dict[str, torch.Tensor]:
+    """Drop the unused classifier keys; any other key or shape disagreement is an error naming it (under the
+    file's own name, `names` mapping ours to it)."""
+    name = lambda key: (names or {}).get(key, key)  # noqa: E731
     state = {k: v for k, v in state.items() if not k.startswith(UNUSED_PREFIXES)}
     pos = state.get("encoder.pos_embed")
     if isinstance(pos, torch.Tensor) and pos.ndim == 3:
@@ -76,22 +157,17 @@ def check_state_dict(state: dict[str, torch.Tensor], model: Segmenter, path: str
     for kind, keys in (("missing", missing), ("unexpected", unexpected)):
         if keys:
             more = f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
-            raise SegmenterError(f"{path}: {kind} key '{keys[0]}'{more}; does the variant match this checkpoint?")
+            key = name(keys[0]) if kind == "unexpected" else _file_name(keys[0], names)
+            raise SegmenterError(f"{path}: {kind} key '{key}'{more}; does the variant (or config) match this "
+                                 "checkpoint?")
     for key, ref in expected.items():
         if tuple(state[key].shape) != tuple(ref.shape):
-            raise SegmenterError(f"{path}: key '{key}' has shape {tuple(state[key].shape)} in the checkpoint "
-                                 f"but {tuple(ref.shape)} in the variant's model")
+            shape = tuple(state[key].shape)
+            if names is not None and key in ("decoder.proj_patch", "decoder.proj_classes"):
+                shape = shape[::-1]  # as the file stores it (a Linear weight)
+            raise SegmenterError(f"{path}: key '{name(key)}' has shape {shape} in the checkpoint but "
+                                 f"{tuple(ref.shape)} in the model its variant or config describes")
     return {k: v.float() for k, v in state.items()}
-
-
-def load_model(checkpoint: str | Path, variant: str | Path | Variant | None = None) -> tuple[Segmenter, Variant]:
-    """Build the model of `variant` (default: variant.yml beside the checkpoint) and load its weights."""
-    if not isinstance(variant, Variant):
-        variant = load_variant(variant if variant is not None else variant_beside(checkpoint))
-    state = read_state_dict(checkpoint)
-    model = Segmenter(variant.model)
-    model.load_state_dict(check_state_dict(state, model, checkpoint), strict=True)
-    return model.eval(), variant
 
 
 # Encoder shapes of the released backbones (upstream `config.yml`), and a tiny one for tests.

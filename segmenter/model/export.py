@@ -44,13 +44,18 @@ def max_diff_onnxruntime(model: Segmenter, onnx_path: str | Path, input_size: tu
 
 
 def export_onnx(model: Segmenter, onnx_path: str | Path, input_size: tuple[int, int],
-                opset: int = DEFAULT_OPSET, tolerance: float = EXPORT_TOLERANCE, log=print) -> float:
-    """Export with a dynamic batch axis, check, compare with PyTorch; write atomically. Returns the max diff.
+                opset: int = DEFAULT_OPSET, tolerance: float = EXPORT_TOLERANCE, log=print,
+                dynamic_hw: bool = False) -> float:
+    """Export with a dynamic batch axis (and, with `dynamic_hw`, dynamic height and width up to `input_size`,
+    for the windows smaller than the crop that MMSegmentation's evaluation cuts), check, compare with PyTorch;
+    write atomically. Returns the max diff.
 
     The graph is traced with the plain attention formula: it exports to MatMul/Softmax at every opset and
     is what ONNX Runtime, OpenVINO and TensorRT pattern-match into their fused attention kernels. The
-    comparison runs PyTorch with scaled_dot_product_attention. Raises SegmenterError (and leaves no file)
-    when it exceeds `tolerance`.
+    comparison runs PyTorch with scaled_dot_product_attention, at `input_size` and, for a dynamic graph,
+    at a smaller window too. The graph's metadata records the window size (`window_size`) and whether it
+    takes smaller windows (`dynamic_hw`). Raises SegmenterError (and leaves no file) when a difference
+    exceeds `tolerance`.
     """
     import onnx
 
@@ -59,7 +64,9 @@ def export_onnx(model: Segmenter, onnx_path: str | Path, input_size: tuple[int, 
         raise SegmenterError(f"input size must be positive, got {H} x {W}")
     model = model.eval()
     set_fused_attention(model, False)
+    model.dynamic_hw = dynamic_hw
     result: dict[str, float] = {}
+    axes = {0: "batch", 2: "height", 3: "width"} if dynamic_hw else {0: "batch"}
 
     def write(tmp: str) -> None:
         with warnings.catch_warnings(), torch.no_grad():
@@ -69,18 +76,22 @@ def export_onnx(model: Segmenter, onnx_path: str | Path, input_size: tuple[int, 
             torch.onnx.export(
                 ExportWrapper(model), (torch.zeros(1, 3, H, W),), tmp, dynamo=False,
                 input_names=["input"], output_names=["output"], opset_version=opset,
-                dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, do_constant_folding=True,
+                dynamic_axes={"input": axes, "output": axes}, do_constant_folding=True,
             )
         graph = onnx.load(tmp)
         out_dims = graph.graph.output[0].type.tensor_type.shape.dim
-        for dim, value in zip(out_dims[1:], (model.n_cls, H, W)):  # the tracer leaves these symbolic
-            dim.Clear()
+        for dim, value in zip(out_dims[1:], (model.n_cls,) if dynamic_hw else (model.n_cls, H, W)):
+            dim.Clear()  # the tracer leaves these symbolic
             dim.dim_value = value
+        for key, value in (("window_size", str(H)), ("dynamic_hw", str(dynamic_hw).lower())):
+            graph.metadata_props.add(key=key, value=value)
         onnx.save(graph, tmp)
         del graph
         onnx.checker.check_model(tmp)
+        model.dynamic_hw = False
         set_fused_attention(model, True)
-        diff = max_diff_onnxruntime(model, tmp, (H, W))
+        sizes = [(H, W)] + ([(max(1, H // 2 + 3), max(1, W - 5))] if dynamic_hw else [])
+        diff = max(max_diff_onnxruntime(model, tmp, size) for size in sizes)
         log(f"onnx.checker passed; max |ONNX Runtime - PyTorch| on a random batch of {CHECK_BATCH}: "
             f"{diff:.3g} (tolerance {tolerance:g})")
         if not diff <= tolerance:
@@ -91,5 +102,6 @@ def export_onnx(model: Segmenter, onnx_path: str | Path, input_size: tuple[int, 
     try:
         atomic_write(onnx_path, write)
     finally:
+        model.dynamic_hw = False
         set_fused_attention(model, True)
     return result["diff"]

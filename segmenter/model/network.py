@@ -1,8 +1,10 @@
 """Segmenter (Strudel et al., ICCV 2021): a ViT encoder and a linear or mask-transformer decoder.
 
-Parameter names match the released checkpoints (`encoder.*`, `decoder.*`). Inference only: dropout
-and drop-path are identities at inference and are left out. Shapes: B batch, N tokens, C channels,
-D model width, K classes, gh x gw the patch grid.
+Parameter names match the released checkpoints (`encoder.*`, `decoder.*`); MMSegmentation's are mapped
+onto them (mmseg.py), its few differences set in ModelConfig. Inference only: dropout and drop-path
+are identities at inference and are left out. Shapes: B batch, N tokens, C channels, D model width, E
+decoder width, K classes, gh x gw the patch grid. With `dynamic_hw`, sizes stay tensors while the
+graph is traced, so an exported model takes any window height and width.
 """
 from __future__ import annotations
 
@@ -52,12 +54,12 @@ class Mlp(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x))."""
 
-    def __init__(self, dim: int, n_heads: int) -> None:
+    def __init__(self, dim: int, n_heads: int, eps: float = 1e-5, mlp_ratio: int = 4) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-5)
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.attn = Attention(dim, n_heads)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-5)
-        self.mlp = Mlp(dim, 4 * dim)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = Mlp(dim, mlp_ratio * dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.norm1(x))
@@ -65,27 +67,26 @@ class Block(nn.Module):
 
 
 class PatchEmbed(nn.Module):
-    def __init__(self, patch_size: int, dim: int) -> None:
+    def __init__(self, patch_size: int, dim: int, bias: bool = True) -> None:
         super().__init__()
-        self.proj = nn.Conv2d(3, dim, kernel_size=patch_size, stride=patch_size)
+        self.proj = nn.Conv2d(3, dim, kernel_size=patch_size, stride=patch_size, bias=bias)
 
     def forward(self, im: torch.Tensor) -> torch.Tensor:
         return self.proj(im).flatten(2).transpose(1, 2)  # (B, 3, H, W) -> (B, gh*gw, D)
 
 
-def resize_pos_embed(pos_embed: torch.Tensor, old_grid: tuple[int, int], new_grid: tuple[int, int],
-                     n_extra: int) -> torch.Tensor:
-    """Bilinearly resize the grid part of a (1, n_extra + gh*gw, D) position embedding.
-
-    The extra (class / distillation) tokens are kept as they are.
-    """
-    if tuple(old_grid) == tuple(new_grid):
+def resize_pos_embed(pos_embed: torch.Tensor, old_grid: tuple[int, int], new_grid, n_extra: int,
+                     mode: str = "bilinear") -> torch.Tensor:
+    """Resize the grid part of a (1, n_extra + gh*gw, D) position embedding (bilinear or bicubic, half-pixel
+    centres); the extra (class / distillation) tokens are kept as they are. `new_grid` may hold traced sizes."""
+    static = all(isinstance(v, int) for v in new_grid)
+    if static and tuple(old_grid) == tuple(new_grid):
         return pos_embed
     extra, grid = pos_embed[:, :n_extra], pos_embed[:, n_extra:]
     D = pos_embed.shape[-1]
     grid = grid.reshape(1, old_grid[0], old_grid[1], D).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid, size=new_grid, mode="bilinear", align_corners=False)
-    grid = grid.permute(0, 2, 3, 1).reshape(1, new_grid[0] * new_grid[1], D)
+    grid = F.interpolate(grid, size=new_grid, mode=mode, align_corners=False)
+    grid = grid.permute(0, 2, 3, 1).reshape(1, -1, D)
     return torch.cat([extra, grid], dim=1)
 
 
@@ -96,24 +97,23 @@ class VisionTransformer(nn.Module):
         super().__init__()
         D = cfg.d_model
         self.cfg = cfg
-        self.patch_embed = PatchEmbed(cfg.patch_size, D)
+        self.patch_embed = PatchEmbed(cfg.patch_size, D, cfg.patch_bias)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
         self.dist_token = nn.Parameter(torch.zeros(1, 1, D)) if cfg.distilled else None
         gh, gw = cfg.grid
         self.pos_embed = nn.Parameter(torch.zeros(1, cfg.n_extra_tokens + gh * gw, D))
-        self.blocks = nn.ModuleList([Block(D, cfg.n_heads) for _ in range(cfg.n_layers)])
-        self.norm = nn.LayerNorm(D, eps=1e-5)
+        self.blocks = nn.ModuleList([Block(D, cfg.n_heads, cfg.norm_eps, cfg.mlp_ratio) for _ in range(cfg.n_layers)])
+        self.norm = nn.LayerNorm(D, eps=cfg.norm_eps) if cfg.final_norm else nn.Identity()
 
-    def forward(self, im: torch.Tensor) -> torch.Tensor:
+    def forward(self, im: torch.Tensor, grid: tuple) -> torch.Tensor:
+        """(B, 3, H, W) padded to the patch grid `grid` (gh, gw) -> (B, n_extra + gh*gw, D)."""
         B = im.shape[0]
-        H, W = int(im.shape[2]), int(im.shape[3])  # static under ONNX tracing: only the batch is dynamic
-        p = self.cfg.patch_size
         x = self.patch_embed(im)  # (B, gh*gw, D)
         extra = [self.cls_token.expand(B, -1, -1)]
         if self.dist_token is not None:
             extra.append(self.dist_token.expand(B, -1, -1))
         x = torch.cat(extra + [x], dim=1)
-        x = x + resize_pos_embed(self.pos_embed, self.cfg.grid, (H // p, W // p), self.cfg.n_extra_tokens)
+        x = x + resize_pos_embed(self.pos_embed, self.cfg.grid, grid, self.cfg.n_extra_tokens, self.cfg.pos_embed_mode)
         for block in self.blocks:
             x = block(x)
         return self.norm(x)
@@ -126,7 +126,7 @@ class DecoderLinear(nn.Module):
         super().__init__()
         self.head = nn.Linear(cfg.d_model, cfg.n_cls)
 
-    def forward(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, grid: tuple) -> torch.Tensor:
         B = x.shape[0]
         return self.head(x).transpose(1, 2).reshape(B, -1, grid[0], grid[1])
 
@@ -136,26 +136,26 @@ class MaskTransformer(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        D, K = cfg.d_model, cfg.n_cls
+        D, E, K = cfg.d_model, cfg.decoder_width, cfg.n_cls
         self.n_cls = K
-        self.proj_dec = nn.Linear(D, D)
-        self.cls_emb = nn.Parameter(torch.zeros(1, K, D))
-        # D // 64 heads of width 64, as upstream fixes them (at least one, for the tiny test models)
-        self.blocks = nn.ModuleList([Block(D, max(D // 64, 1)) for _ in range(cfg.decoder_layers)])
-        self.decoder_norm = nn.LayerNorm(D, eps=1e-5)
-        self.proj_patch = nn.Parameter(torch.zeros(D, D))
-        self.proj_classes = nn.Parameter(torch.zeros(D, D))
-        self.mask_norm = nn.LayerNorm(K, eps=1e-5)
+        self.proj_dec = nn.Linear(D, E)
+        self.cls_emb = nn.Parameter(torch.zeros(1, K, E))
+        self.blocks = nn.ModuleList([Block(E, cfg.decoder_head_count, cfg.decoder_norm_eps)
+                                     for _ in range(cfg.decoder_layers)])
+        self.decoder_norm = nn.LayerNorm(E, eps=cfg.decoder_norm_eps)
+        self.proj_patch = nn.Parameter(torch.zeros(E, E))
+        self.proj_classes = nn.Parameter(torch.zeros(E, E))
+        self.mask_norm = nn.LayerNorm(K, eps=cfg.decoder_norm_eps)
 
-    def forward(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, grid: tuple) -> torch.Tensor:
         B = x.shape[0]
-        x = self.proj_dec(x)
-        x = torch.cat([x, self.cls_emb.expand(B, -1, -1)], dim=1)  # (B, gh*gw + K, D)
+        x = self.proj_dec(x)  # (B, gh*gw, E)
+        x = torch.cat([x, self.cls_emb.expand(B, -1, -1)], dim=1)  # (B, gh*gw + K, E)
         for block in self.blocks:
             x = block(x)
         x = self.decoder_norm(x)
-        patches = x[:, : -self.n_cls] @ self.proj_patch  # (B, gh*gw, D)
-        classes = x[:, -self.n_cls :] @ self.proj_classes  # (B, K, D)
+        patches = x[:, : -self.n_cls] @ self.proj_patch  # (B, gh*gw, E)
+        classes = x[:, -self.n_cls :] @ self.proj_classes  # (B, K, E)
         patches = patches / patches.norm(dim=-1, keepdim=True)
         classes = classes / classes.norm(dim=-1, keepdim=True)
         masks = self.mask_norm(patches @ classes.transpose(1, 2))  # (B, gh*gw, K)
@@ -173,21 +173,29 @@ class Segmenter(nn.Module):
         self.cfg = cfg
         self.encoder = VisionTransformer(cfg)
         self.decoder = DECODERS[cfg.decoder](cfg)
+        self.dynamic_hw = False  # set while exporting a graph that takes any window size
 
     @property
     def n_cls(self) -> int:
         return self.cfg.n_cls
 
     def forward(self, im: torch.Tensor) -> torch.Tensor:
-        H, W = int(im.shape[2]), int(im.shape[3])  # static under ONNX tracing: only the batch is dynamic
+        if self.dynamic_hw:
+            H, W = im.shape[2], im.shape[3]  # traced sizes: the graph takes any height and width
+        else:
+            H, W = int(im.shape[2]), int(im.shape[3])  # constants under ONNX tracing: only the batch is dynamic
         p = self.cfg.patch_size
-        Hp, Wp = H + (-H) % p, W + (-W) % p
-        if (Hp, Wp) != (H, W):
-            im = F.pad(im, (0, Wp - W, 0, Hp - H))  # zeros right / bottom to the patch grid
-        x = self.encoder(im)[:, self.cfg.n_extra_tokens :]  # (B, gh*gw, D)
-        masks = self.decoder(x, (Hp // p, Wp // p))  # (B, K, gh, gw)
+        pad_h, pad_w = (p - H % p) % p, (p - W % p) % p
+        Hp, Wp = H + pad_h, W + pad_w
+        if self.dynamic_hw or (pad_h, pad_w) != (0, 0):
+            im = F.pad(im, (0, pad_w, 0, pad_h))  # zeros right / bottom to the patch grid
+        grid = (Hp // p, Wp // p)
+        x = self.encoder(im, grid)[:, self.cfg.n_extra_tokens :]  # (B, gh*gw, D)
+        masks = self.decoder(x, grid)  # (B, K, gh, gw)
+        if self.cfg.logits_to_window:
+            return F.interpolate(masks, size=(H, W), mode="bilinear", align_corners=False)
         masks = F.interpolate(masks, size=(Hp, Wp), mode="bilinear", align_corners=False)
-        return masks if (Hp, Wp) == (H, W) else masks[:, :, :H, :W]
+        return masks[:, :, :H, :W] if self.dynamic_hw or (pad_h, pad_w) != (0, 0) else masks
 
     def init_weights(self, generator: torch.Generator | None = None) -> None:
         """Random initialisation of the released models' scale: normal, std 0.02, clipped at two standard
@@ -200,7 +208,8 @@ class Segmenter(nn.Module):
             for module in self.modules():
                 if isinstance(module, (nn.Linear, nn.Conv2d)):
                     clipped_normal_(module.weight)
-                    nn.init.zeros_(module.bias)
+                    if module.bias is not None:
+                        nn.init.zeros_(module.bias)
                 elif isinstance(module, nn.LayerNorm):
                     nn.init.ones_(module.weight)
                     nn.init.zeros_(module.bias)

@@ -1,8 +1,13 @@
-"""Reading a released `variant.yml`: the network shape and the evaluation settings."""
+"""What inference needs to know of a model (ModelConfig, Variant), and reading a released `variant.yml`.
+
+The defaults of both records are the upstream release's; MMSegmentation's configs (mmseg.py) set the
+fields where its models differ.
+"""
 from __future__ import annotations
 
+import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +27,7 @@ NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The `net_kwargs` of a variant.yml that define the network."""
+    """The network's shape (a variant.yml's `net_kwargs`, or an MMSegmentation config's `model`)."""
 
     image_size: tuple[int, int]  # training crop (H, W); sets the stored position-embedding grid
     patch_size: int
@@ -33,6 +38,15 @@ class ModelConfig:
     decoder: str  # "linear" or "mask_transformer"
     decoder_layers: int = 2
     distilled: bool = False
+    mlp_ratio: int = 4
+    patch_bias: bool = True  # the patch embedding's convolution has a bias (mmseg's has none)
+    norm_eps: float = 1e-5  # the encoder's LayerNorms (mmseg's Segmenter configs: 1e-6)
+    final_norm: bool = True  # a LayerNorm after the last encoder block
+    pos_embed_mode: str = "bilinear"  # how the position embedding is resized to another grid (mmseg: bicubic)
+    logits_to_window: bool = False  # masks resized straight to the window (mmseg), not to the padded size and cut
+    decoder_dim: int | None = None  # mask transformer width; None: d_model
+    decoder_heads: int | None = None  # mask transformer heads; None: width // 64, as upstream fixes them
+    decoder_norm_eps: float = 1e-5
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -41,6 +55,15 @@ class ModelConfig:
     @property
     def n_extra_tokens(self) -> int:
         return 1 + int(self.distilled)
+
+    @property
+    def decoder_width(self) -> int:
+        return self.decoder_dim or self.d_model
+
+    @property
+    def decoder_head_count(self) -> int:
+        # upstream: heads of width 64 (at least one, for the tiny test models)
+        return self.decoder_heads or max(self.decoder_width // 64, 1)
 
 
 class _VariantLoader(yaml.SafeLoader):
@@ -56,17 +79,25 @@ _VariantLoader.add_constructor("tag:yaml.org,2002:python/tuple", _construct_tupl
 
 @dataclass(frozen=True)
 class Variant:
-    """What inference needs from a variant.yml."""
+    """What inference needs to know of a model: its network, and how its evaluation cuts and scores images."""
 
     model: ModelConfig
     normalization: str  # key of NORMALIZATIONS
     image_size: int | None  # short side images are resized to (inference im_size); None when the file has none
     window_size: int  # sliding-window side (training crop)
     window_stride: int | None  # the model's own evaluation stride; None: the guide's default (defaults.py)
-    dataset: str | None  # dataset_kwargs.dataset
+    dataset: str | None  # the data set's name, as the file gives it (dataset_kwargs.dataset, or mmseg's type)
     raw: dict[str, Any]
-    path: Path
+    path: Path  # the file it was read from (a variant.yml, a config, or the checkpoint holding one)
     notes: tuple[str, ...] = ()  # defaults taken because the file lacks a key
+    digest: str = ""  # a hash of the description itself (for caches and journals)
+    format: str = "upstream"  # or "mmseg"
+    box_ratio: int | None = None  # long / short side of the fit box; None: the data set's
+    raise_to_window: bool = True  # a short side below the window is raised to it (upstream), or the window shrinks
+    tta: tuple[tuple[float, bool], ...] = ()  # the model's own multi-scale views (ratio, flip); () for upstream's
+    tta_of_image: bool = False  # its ratios scale the image itself (mmseg 1.x), not the fit box
+    classes: tuple[str, ...] | None = None  # class names the checkpoint carries
+    palette: tuple[tuple[int, int, int], ...] | None = None
 
     @property
     def n_cls(self) -> int:
@@ -166,7 +197,7 @@ def load_variant(path: str | Path) -> Variant:
         raise SegmenterError(f"{path}: refused YAML tag {tag}; only !!python/tuple is accepted") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise SegmenterError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    return parse_variant(raw, path)
+    return replace(parse_variant(raw, path), digest=hashlib.sha256(path.read_bytes()).hexdigest())
 
 
 def variant_beside(checkpoint: str | Path) -> Path:

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from ..data.datasets import DatasetSpec
-from ..data.images import IMAGE_SUFFIXES, header_size, load_image, take_census, view_windows, write_image
+from ..data.images import IMAGE_SUFFIXES, header_size, load_image, same_shape_windows, take_census, write_image
 from ..data.plan import ImagePlan, WindowConfig
 from ..engines.backends import Engine
 from ..errors import SegmenterError
@@ -173,7 +173,7 @@ def first_frame_windows(sources: list[Source], cfg: WindowConfig) -> np.ndarray:
         capture.release()
         if ok:
             plan = ImagePlan.for_image(source.path.name, "frame", source.path, "", frame.shape[:2], cfg)
-            return np.concatenate(list(view_windows(frame, plan, cfg)))
+            return same_shape_windows(frame, plan, cfg)
     raise SegmenterError("no image or video frame could be read to measure the engines on")
 
 

@@ -9,9 +9,11 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (cityscapes.SPEC
 
 
 def dataset_spec(name: str) -> DatasetSpec:
-    if name not in DATASETS:
-        raise SegmenterError(f"unknown data set '{name}' (known: {', '.join(DATASETS)})")
-    return DATASETS[name]
+    """The spec of a data set by its name here or its MMSegmentation dataset_type."""
+    for spec in DATASETS.values():
+        if name in (spec.name, spec.mmseg_type):
+            return spec
+    raise SegmenterError(f"unknown data set '{name}' (known: {', '.join(DATASETS)})")
 
 
 def top_folders() -> str:

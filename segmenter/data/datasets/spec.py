@@ -47,6 +47,7 @@ class DatasetSpec:
     label_ids: tuple[int, ...] | None = None  # ids saved beside predictions for an official evaluator
     categories: dict[str, tuple[int, ...]] | None = None  # category -> train ids, for category IoU
     split_aliases: dict[str, str] = field(default_factory=dict)
+    mmseg_type: str = ""  # the dataset_type MMSegmentation's configs name it by
 
     @property
     def n_cls(self) -> int:
