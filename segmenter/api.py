@@ -157,8 +157,8 @@ def open_model(model: str | Path, cfg_path: str | Path | None = None, *, dataset
 
     `cfg_path` is its variant.yml or MMSegmentation config (default: an MMSegmentation checkpoint's own
     config, else variant.yml beside the model); the window settings default to its. `views` may be
-    "multiscale": the model's own multi-scale + flip views. Static int8 is calibrated on `calibration_count` of `calibration_images` (evaluate gives the
-    data set's when none are given).
+    "multiscale": the model's own multi-scale + flip views. Static int8 is calibrated on `calibration_count`
+    of `calibration_images` (evaluate gives the data set's when none are given).
     """
     model = Path(model)
     variant, spec, cfg = run_settings(describe_model(model, cfg_path), dataset, image_size, window_size,
