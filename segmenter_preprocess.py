@@ -51,8 +51,10 @@ def main(args: argparse.Namespace) -> int:
     plans = run_preprocess(samples, Path(args.bin_dir), gt_path, cfg, spec, workers=args.workers,
                            split=spec.split_name(args.split), variant=str(Path(args.cfg_path).resolve()))
     windows = sum(p.n_windows for p in plans)
-    print(f"{len(plans)} images -> {windows} windows of {cfg.window_size}x{cfg.window_size} in {args.bin_dir}; "
-          f"wrote {gt_path} and {manifest_beside(gt_path)}")
+    smaller = sum(len(v.anchors) for p in plans for v in p.views if v.window_hw != (cfg.window_size,) * 2)
+    print(f"{len(plans)} images -> {windows} windows of {cfg.window_size}x{cfg.window_size}"
+          + (f" ({smaller} of them smaller, below the crop: .npy files)" if smaller else "")
+          + f" in {args.bin_dir}; wrote {gt_path} and {manifest_beside(gt_path)}")
     return 0
 
 

@@ -196,7 +196,17 @@ def main() -> None:
                              "'' to skip.")
     parser.add_argument("--skip-speed", action="store_true", help="Only the accuracy table.")
     parser.add_argument("--csv", default=None, help="Also write the speed table to this CSV file.")
+    parser.add_argument("--formats", default=None, metavar="SIZE",
+                        help="Only compare the release format with MMSegmentation's for one shape (e.g. B) at the "
+                             "window size, on --engines (bench_formats.py), and stop.")
     args = parser.parse_args()
+    if args.formats:
+        from bench_formats import compare_formats
+
+        print(f"machine: {machine_id()}; {cpu_threads()} threads")
+        compare_formats(args.formats, args.window, 5, args.engines or ["openvino:fp32", "openvino:bf16", "cpu:fp32"],
+                        log=lambda line: print(line, flush=True))
+        return
 
     torch.set_num_threads(cpu_threads())
     if args.engines:

@@ -78,3 +78,29 @@ def plain_miou(gts: list[np.ndarray], preds: list[np.ndarray], n_cls: int) -> fl
         if tp + fp + fn:
             ious.append(tp / (tp + fp + fn))
     return 100 * float(np.mean(ious))
+
+
+@pytest.fixture(scope="session")
+def done(tmp_path_factory) -> Path:
+    """A finished small chain (the bad-input catalogue's): data, model, windows, bs2 outputs."""
+    root = tmp_path_factory.mktemp("catalogue")
+    for args in (("tools/make_dataset.py", "--data-root", root / "data", "--n-images", 3, "--size", 80, 160),
+                 ("tools/make_random_checkpoint.py", "--out-dir", root / "model", "--im-size", 48),
+                 ("segmenter_pytorch2onnx.py", "-c", root / "model" / "checkpoint.pth", "-o", root / "model.onnx"),
+                 ("segmenter_preprocess.py", "--cfg-path", root / "model" / "variant.yml", "--data-root",
+                  root / "data", "--bin-dir", root / "bins", "--gt-path", root / "gt_file.txt"),
+                 ("segmenter_infer.py", "--model", root / "model.onnx", "--input", root / "bins", "--output",
+                  root / "result", "--output_dirname", "bs2", "--batchsize", 2)):
+        proc = run_script(*args)
+        assert proc.returncode == 0, proc.stderr
+    return root
+
+
+@pytest.fixture
+def work(done, tmp_path) -> Path:
+    """A private copy of the finished chain that a test may damage."""
+    work = tmp_path / "w"
+    shutil.copytree(done, work)
+    for listing in (work / "gt_file.txt", work / "gt_file.json", work / "bins" / "segmenter_layout.json"):
+        listing.write_text(listing.read_text().replace(str(done.resolve()), str(work.resolve())))
+    return work

@@ -56,7 +56,8 @@ def onnx_io(model: Path) -> tuple[tuple[int, ...], int]:
     import onnx
 
     try:
-        graph = onnx.load(str(model), load_external_data=False).graph
+        proto = onnx.load(str(model), load_external_data=False)
+        graph, graph_metadata = proto.graph, proto.metadata_props
         dims_in = graph.input[0].type.tensor_type.shape.dim
         dims_out = graph.output[0].type.tensor_type.shape.dim
     except Exception as exc:  # noqa: BLE001 - protobuf's decode errors have no common type
@@ -64,7 +65,11 @@ def onnx_io(model: Path) -> tuple[tuple[int, ...], int]:
     if len(dims_in) != 4 or len(dims_out) != 4:
         raise SegmenterError(f"{model}: expected input (N, 3, H, W) and output (N, K, H, W); export it with "
                              "segmenter_pytorch2onnx.py")
-    return tuple(d.dim_value for d in dims_in[1:]), dims_out[1].dim_value
+    shape = tuple(d.dim_value for d in dims_in[1:])
+    window = {p.key: p.value for p in graph_metadata}.get("window_size", "")
+    if not all(shape[1:]) and window.isdigit():  # dynamic height and width: the window its metadata records
+        shape = (shape[0], int(window), int(window))
+    return shape, dims_out[1].dim_value
 
 
 def check_model_file(model: Path, cfg: WindowConfig, spec) -> None:

@@ -14,7 +14,7 @@ from ..errors import SegmenterError
 from ..files import content_key, derived_files, file_sha256, probe_write
 from .variant import Variant
 
-EXPORT_VERSION = 1  # bump when the exported graph changes for the same checkpoint
+EXPORT_VERSION = 2  # bump when the exported graph changes for the same checkpoint
 
 
 def cache_dir(sub: str = "") -> Path:

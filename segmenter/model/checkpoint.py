@@ -14,7 +14,7 @@ import yaml
 from ..defaults import default_stride
 from ..errors import SegmenterError
 from ..files import atomic_write
-from .mmseg import is_mmseg_state, to_our_keys
+from .mmseg import is_mmseg_state, mmseg_key, to_our_keys
 from .mmseg_config import evaluate_config_text
 from .network import Segmenter
 from .variant import ModelConfig, parse_variant
@@ -128,18 +128,7 @@ def check_position_grid(n_positions: int, cfg: ModelConfig, path: str | Path) ->
 
 def _file_name(key: str, names: dict[str, str] | None) -> str:
     """How the checkpoint's format names one of our keys (for a key it lacks)."""
-    if names is None:
-        return key
-    from .mmseg import RULES  # reversed: ours -> mmseg, by the same table
-
-    for mmseg_pattern, ours in RULES:
-        pattern = "^" + re.escape(ours).replace(r"\\1", r"(\d+)")
-        found = re.match(pattern, key)
-        if found:
-            plain = mmseg_pattern.replace("\\.", ".").rstrip("$")
-            plain = plain.replace(r"(\d+)", found.group(1)) if found.groups() else plain
-            return plain + key[found.end():]
-    return key
+    return (mmseg_key(key) or key) if names is not None else key
 
 
 def check_state_dict(state: dict[str, torch.Tensor], model: Segmenter, path: str | Path,

@@ -32,8 +32,7 @@ def _is_python_config(text: str) -> bool:
         tree = ast.parse(text)
     except SyntaxError:
         return False
-    return bool(tree.body) and all(isinstance(s, (ast.Assign, ast.AnnAssign, ast.Expr)) for s in tree.body) and \
-        any(isinstance(s, ast.Assign) for s in tree.body)
+    return any(isinstance(s, ast.Assign) for s in tree.body)  # what else it holds, the reader refuses by line
 
 
 def read_description(path: str | Path, meta: dict | None = None) -> Variant:

@@ -209,28 +209,40 @@ def _meta_classes(meta: dict, n_cls: int, source: Path) -> tuple[tuple | None, t
 
 # ----------------------------------------------------------------------------- state-dict keys
 
-BLOCK = [(r"ln1\.", "norm1."), (r"attn\.attn\.in_proj_", "attn.qkv."), (r"attn\.attn\.out_proj\.", "attn.proj."),
-         (r"ln2\.", "norm2."), (r"ffn\.layers\.0\.0\.", "mlp.fc1."), (r"ffn\.layers\.1\.", "mlp.fc2.")]
-RULES = ([(r"backbone\.patch_embed\.projection\.", "encoder.patch_embed.proj."),
-          (r"backbone\.cls_token$", "encoder.cls_token"), (r"backbone\.pos_embed$", "encoder.pos_embed"),
-          (r"backbone\.ln1\.", "encoder.norm.")]
-         + [(rf"backbone\.layers\.(\d+)\.{a}", rf"encoder.blocks.\1.{b}") for a, b in BLOCK]
-         + [(rf"decode_head\.layers\.(\d+)\.{a}", rf"decoder.blocks.\1.{b}") for a, b in BLOCK]
-         + [(r"decode_head\.dec_proj\.", "decoder.proj_dec."), (r"decode_head\.cls_emb$", "decoder.cls_emb"),
-            (r"decode_head\.decoder_norm\.", "decoder.decoder_norm."),
-            (r"decode_head\.mask_norm\.", "decoder.mask_norm."),
-            (r"decode_head\.patch_proj\.weight$", "decoder.proj_patch"),
-            (r"decode_head\.classes_proj\.weight$", "decoder.proj_classes"),
-            (r"decode_head\.conv_seg\.", "decoder.head.")])
+BLOCK = [("ln1.", "norm1."), ("attn.attn.in_proj_", "attn.qkv."), ("attn.attn.out_proj.", "attn.proj."),
+         ("ln2.", "norm2."), ("ffn.layers.0.0.", "mlp.fc1."), ("ffn.layers.1.", "mlp.fc2.")]
+# (mmseg's name, ours): a prefix of a key, or a whole key (ending in $); {i} a block index
+RENAMES = ([("backbone.patch_embed.projection.", "encoder.patch_embed.proj."), ("backbone.cls_token$",
+            "encoder.cls_token"), ("backbone.pos_embed$", "encoder.pos_embed"), ("backbone.ln1.", "encoder.norm.")]
+           + [(f"backbone.layers.{{i}}.{a}", f"encoder.blocks.{{i}}.{b}") for a, b in BLOCK]
+           + [(f"decode_head.layers.{{i}}.{a}", f"decoder.blocks.{{i}}.{b}") for a, b in BLOCK]
+           + [("decode_head.dec_proj.", "decoder.proj_dec."), ("decode_head.cls_emb$", "decoder.cls_emb"),
+              ("decode_head.decoder_norm.", "decoder.decoder_norm."), ("decode_head.mask_norm.", "decoder.mask_norm."),
+              ("decode_head.patch_proj.weight$", "decoder.proj_patch$"),
+              ("decode_head.classes_proj.weight$", "decoder.proj_classes$"),
+              ("decode_head.conv_seg.", "decoder.head.")])
 TRANSPOSED = ("decoder.proj_patch", "decoder.proj_classes")  # Linear weights (out, in), ours applied as x @ P
+
+
+def _rename(key: str, rules: list[tuple[str, str]]) -> str | None:
+    for source, target in rules:
+        whole = source.endswith("$")
+        pattern = "^" + re.escape(source.rstrip("$")).replace(re.escape("{i}"), r"(\d+)") + ("$" if whole else "")
+        found = re.match(pattern, key)
+        if found:
+            renamed = target.rstrip("$").replace("{i}", found.group(1)) if found.groups() else target.rstrip("$")
+            return renamed + key[found.end():]
+    return None
 
 
 def our_key(key: str) -> str | None:
     """The name this package gives an mmseg key, or None for a key it does not know."""
-    for pattern, replacement in RULES:
-        if re.match(pattern, key):
-            return re.sub(pattern, replacement, key, count=1)
-    return None
+    return _rename(key, RENAMES)
+
+
+def mmseg_key(key: str) -> str | None:
+    """The name mmseg gives one of this package's keys, or None for one it has no counterpart of."""
+    return _rename(key, [(ours, theirs) for theirs, ours in RENAMES])
 
 
 def to_our_keys(state: dict[str, torch.Tensor], source: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

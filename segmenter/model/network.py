@@ -128,7 +128,7 @@ class DecoderLinear(nn.Module):
 
     def forward(self, x: torch.Tensor, grid: tuple) -> torch.Tensor:
         B = x.shape[0]
-        return self.head(x).transpose(1, 2).reshape(B, -1, grid[0], grid[1])
+        return self.head(x).transpose(1, 2).reshape(B, self.head.out_features, grid[0], grid[1])
 
 
 class MaskTransformer(nn.Module):

@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Convert a Segmenter checkpoint between MMSegmentation's format and the upstream release format.
+
+An MMSegmentation checkpoint (with its config inside, or --cfg-path) becomes checkpoint.pth + variant.yml for
+tools that expect the release format; a release checkpoint (variant.yml beside it, or --cfg-path) becomes an
+MMSegmentation checkpoint with its config inside. Where one format cannot hold the other's network (another
+decoder width or head count, a distillation token) the conversion is refused; the settings it cannot carry
+over (LayerNorm eps, position-embedding interpolation, evaluation semantics) are listed, and the largest
+logit difference between the two models on a random window is measured and printed.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+import yaml
+
+from segmenter.cli import ArgumentParser
+from segmenter.data.settings import resolve_dataset
+from segmenter.errors import SegmenterError, run_cli
+from segmenter.files import atomic_write, ensure_writable_dir
+from segmenter.model.convert import mmseg_checkpoint, release_state, release_variant
+from segmenter.model.loading import load_model
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = ArgumentParser(__doc__, example="python tools/convert_checkpoint.py --checkpoint "
+                            "segmenter_vit-b_mask_8x1_512x512_160k_ade20k.pth --out-dir seg_base_mask")
+    parser.add_argument("--checkpoint", required=True,
+                        help="The checkpoint to convert, in either format (read from its content).")
+    parser.add_argument("--cfg-path", default=None,
+                        help="Its variant.yml or MMSegmentation config. Default: the checkpoint's own config, else "
+                             "variant.yml beside it.")
+    parser.add_argument("--out-dir", required=True,
+                        help="Folder to write the other format into: checkpoint.pth (and variant.yml for the release "
+                             "format).")
+    return parser.parse_args(argv)
+
+
+def max_difference(a, b, size: int) -> float:
+    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        return float((a(x) - b(x)).abs().max())
+
+
+def main(args: argparse.Namespace) -> int:
+    out = ensure_writable_dir(args.out_dir, "output folder")
+    if Path(args.checkpoint).resolve().parent == out.resolve():
+        raise SegmenterError(f"{out}: the output folder holds the checkpoint to convert; choose another one")
+    model, variant = load_model(args.checkpoint, args.cfg_path)
+    spec = resolve_dataset(variant)
+    if variant.format == "mmseg":
+        doc, notes = release_variant(variant, spec.name)
+        state = release_state(model)
+        atomic_write(out / "checkpoint.pth", lambda tmp: torch.save({"model": state, "n_cls": variant.n_cls}, tmp))
+        atomic_write(out / "variant.yml", lambda tmp: Path(tmp).write_text(yaml.dump(doc)))
+        converted, _ = load_model(out / "checkpoint.pth")
+        written = f"{out / 'checkpoint.pth'} and {out / 'variant.yml'} (the release format)"
+    else:
+        ckpt, notes = mmseg_checkpoint(model, variant, spec.mmseg_type, spec.box_ratio, spec.classes, spec.palette)
+        atomic_write(out / "checkpoint.pth", lambda tmp: torch.save(ckpt, tmp))
+        converted, _ = load_model(out / "checkpoint.pth")
+        written = f"{out / 'checkpoint.pth'} (MMSegmentation's format, its config inside)"
+    print(f"wrote {written}")
+    if notes:
+        print("settings that cannot be carried over:\n" + "\n".join(f"  - {n}" for n in notes))
+    diff = max_difference(model, converted, variant.window_size)
+    print(f"largest logit difference between the two on a random {variant.window_size}x{variant.window_size} window: "
+          f"{diff:.3g}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(lambda: main(parse_args()))
