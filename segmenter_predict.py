@@ -29,10 +29,10 @@ from segmenter.errors import SegmenterError, run_cli
 from segmenter.files import ensure_writable_dir
 from segmenter.outputs.predict import (
     SAVE_KINDS,
-    check_memory_of,
     check_outputs,
     collect_sources,
     first_frame_windows,
+    input_census,
     run_predict,
 )
 
@@ -71,12 +71,14 @@ def main(args: argparse.Namespace) -> int:
     out_dir = ensure_writable_dir(args.output_dir, "output folder")
     model = open_model_from_args(args)
     print(describe(model.cfg, model.spec))
-    check_memory_of(sources, model.cfg, model.spec.n_cls)
+    census, run_windows = input_census(sources, model.cfg, args.limit)
+    if census is not None:
+        census.check_memory(model.spec.n_cls)
     images = [s.path for s in sources if not s.video]
     if images:
-        model.resolve_on(images)
-    elif not model.resolved:
-        model.resolve(first_frame_windows(sources, model.cfg))
+        model.resolve_on(images, run_windows)
+    elif model.needs_measuring(run_windows):
+        model.resolve(first_frame_windows(sources, model.cfg), run_windows)
     engine = model.engine
     print(f"{len(sources)} inputs -> {out_dir}")
     summary = run_predict(sources, model.spec, model.cfg, engine, out_dir, save, args.frames, args.batch_size,

@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LARGER = "models/demo-s384"  # under the cache folder: the larger trained model (see --larger)
 LARGER_TRAINING = ["--d-model", "384", "--n-heads", "6", "--n-layers", "4", "--steps", "2100", "--bf16"]
 QUIET = lambda *_: None  # noqa: E731
+LONG_RUN = 100_000  # windows: a run long enough for the probe to measure every candidate, as this table wants
 
 
 def window_macs(cfg: ModelConfig, hw: tuple[int, int]) -> float:
@@ -130,8 +131,10 @@ def speed_table(args, peaks: dict, engines: list[tuple[str, str]], tmp: Path) ->
             # agreement with fp32 says nothing here (budget 0): the accuracy table, on trained models, shows
             # which precisions meet the budget.
             with tempfile.TemporaryDirectory() as probe_cache:
-                choice = choose_engine("auto", "auto", lambda d, p: opener(d, p, bs), np.stack(windows), bs,
-                                       f"{size}-{bs}", Path(probe_cache), calibration_ok=True, log=QUIET, budget=0.0)
+                found = choose_engine("auto", "auto", lambda d, p: opener(d, p, bs), np.stack(windows), bs,
+                                      f"{size}-{bs}", Path(probe_cache), LONG_RUN, calibration_ok=True, log=QUIET,
+                                      budget=0.0)
+                choice, found.engine = (found.device, found.precision), None
             for device, precision in engines:
                 engine = opener(device, precision, bs)
                 x = np.stack([windows[i % len(windows)] for i in range(bs)])

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .data.datasets import DatasetSpec
-from .data.images import same_shape_windows, sample_census
+from .data.images import same_shape_windows, sample_census, take_census
 from .data.plan import SINGLE_SCALE, ImagePlan, View, WindowConfig
 from .data.settings import resolve_dataset, window_config
 from .defaults import BATCH_SIZE, CALIBRATION_IMAGES, WORKERS
@@ -60,7 +60,8 @@ class Model:
     """A model opened for inference: its file, variant, data set, window settings, and the engine it runs on.
 
     The engine is opened when first needed; `auto` device or precision are decided by measuring on the
-    first images the model is given (resolve), once per machine and model (cached).
+    images the model is given (resolve), for a run of as many windows as they have, once per machine and model
+    (cached); a later, longer run decides again, measuring only what a shorter one skipped.
     """
 
     def __init__(self, path: Path, variant: Variant, spec: DatasetSpec, cfg: WindowConfig, device: str,
@@ -68,10 +69,12 @@ class Model:
                  calibration: Calibration | None = None, calibration_count: int = CALIBRATION_IMAGES,
                  log=print) -> None:
         self.path, self.variant, self.spec, self.cfg = path, variant, spec, cfg
+        self.requested = (device, precision)  # as given, `auto` included
         self.device, self.precision = device, precision
         self.batch_size, self.workers, self.threads = batch_size, workers, threads
         self.calibration, self.calibration_count, self.log = calibration, calibration_count, log
         self._engine: Engine | None = None
+        self._decided_for = 0  # windows of the run the `auto` choice was made for
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -81,25 +84,44 @@ class Model:
     def resolved(self) -> bool:
         return "auto" not in (self.device, self.precision)
 
-    def resolve(self, probe: np.ndarray) -> None:
-        """Decide an `auto` device or precision on (k, 3, window, window) windows of the data at hand."""
-        if not self.resolved:
-            self.device, self.precision = resolve_engine(self.path, self.variant, self.cfg, self.device,
-                                                         self.precision, probe, self.threads, self.batch_size,
-                                                         self.calibration, self.log)
+    def needs_measuring(self, run_windows: int) -> bool:
+        """Whether an `auto` choice is still to be made (or remade) for a run of this many windows."""
+        return "auto" in self.requested and (not self.resolved or run_windows > self._decided_for)
 
-    def resolve_on(self, images: list[Path]) -> None:
-        """resolve on windows of the first of these image files; static int8, if no calibration images were
-        given, is calibrated on them."""
+    def resolve(self, probe: np.ndarray, run_windows: int = 1) -> None:
+        """Decide an `auto` device or precision on (k, 3, window, window) windows of the data at hand, measuring
+        only what can pay for itself in a run of `run_windows` windows; the engine the measuring opened last is
+        kept when it is the one chosen."""
+        if not self.needs_measuring(run_windows):
+            return
+        choice = resolve_engine(self.path, self.variant, self.cfg, *self.requested, probe, self.threads,
+                                self.batch_size, self.calibration, self.log, run_windows)
+        if (choice.device, choice.precision) != (self.device, self.precision) or choice.engine is not None:
+            self._engine = None
+        self.device, self.precision, self._decided_for = choice.device, choice.precision, run_windows
+        if choice.engine is not None:
+            self._engine = choice.engine
+            self.log(f"{self._engine.name}, batch size {self.batch_size}")
+
+    def resolve_on(self, images: list[Path], run_windows: int | None = None) -> None:
+        """resolve on windows of the first of these image files, for a run of `run_windows` windows (default:
+        every window of them); static int8, if no calibration images were given, is calibrated on them."""
         if self.calibration is None and images and any(needs_calibration(d, p) for d, p in self._candidates()):
             self.calibration = calibration_from_images(images, self.cfg, self.calibration_count)
-        if not self.resolved:
-            self.resolve(probe_windows(images, self.cfg, self.batch_size))
+        if run_windows is None:
+            run_windows = take_census(images, self.cfg).windows if self.needs_measuring(1) else 0
+        if self.needs_measuring(run_windows):
+            self.resolve(probe_windows(images, self.cfg, self.batch_size), run_windows)
+
+    def release(self) -> None:
+        """Close the engine (it is opened again when next needed)."""
+        self._engine = None
 
     def _candidates(self) -> list[tuple[str, str]]:
         """(device, precision) pairs the model may end on: every one of the table's where auto is asked."""
-        devices = DEVICES if self.device == "auto" else [self.device]
-        return [(d, p) for d in devices for p in DEVICES[d].precisions if self.precision in ("auto", p)]
+        device, precision = self.requested
+        devices = DEVICES if device == "auto" else [device]
+        return [(d, p) for d in devices for p in DEVICES[d].precisions if precision in ("auto", p)]
 
     @property
     def engine(self) -> Engine:
@@ -126,8 +148,8 @@ class Model:
         """
         bgr = _as_bgr(image, rgb)
         plan = ImagePlan.for_image("image", "image", "", "", bgr.shape[:2], self.cfg)
-        if not self.resolved:
-            self.resolve(same_shape_windows(bgr, plan, self.cfg))
+        if self.needs_measuring(plan.n_windows):
+            self.resolve(same_shape_windows(bgr, plan, self.cfg), plan.n_windows)
         done: list[Finished] = []
         run_pipeline([Job(lambda: (plan, bgr, None))], self.cfg, self.engine, done.append, self.batch_size, 1)
         labels = done[0].merger.labels()
@@ -214,7 +236,7 @@ def evaluate(model: Model, data_root: str | Path, split: str | None = None, *, m
     spec, cfg = model.spec, model.cfg
     samples = spec.samples(data_root, split)
     census = sample_census(samples, cfg)
-    model.resolve_on([s.image_path for s in samples])
+    model.resolve_on([s.image_path for s in samples], census.windows)
     uses_calibration = needs_calibration(model.device, model.precision)
     journal = open_journal(metrics_path, resume, lambda: evaluation_fingerprint(
         model.path, model.variant.digest, spec.name, spec.split_name(split), data_root, samples, cfg.to_json(),
@@ -222,6 +244,7 @@ def evaluate(model: Model, data_root: str | Path, split: str | None = None, *, m
         log) if metrics_path else None
     try:
         if ray is not None:
+            model.release()  # the actors open their own; the measuring's engine is not held here
             route = RayRoute(model.model_file(), model.device, model.precision, ray, ray_actors, model.threads,
                              model.batch_size, model.variant if opens_checkpoint(model.device) else None)
             check_model_file(route.model_path, cfg, spec)

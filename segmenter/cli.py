@@ -151,7 +151,8 @@ def views_from_args(args: argparse.Namespace):
 def add_calibration_flags(parser: argparse.ArgumentParser) -> None:
     """--calibration and --calibration-dir: the images static int8 (openvino) is calibrated on."""
     parser.add_argument("--calibration", type=positive_int, default=CALIBRATION_IMAGES, metavar="N",
-                        help="Images whose windows calibrate static int8 (openvino), spread over the data. "
+                        help="Images whose windows calibrate static int8 (openvino), spread over the data: about "
+                             "8 windows of 768x768 pixels in all, one per image at least. "
                              f"Default: {CALIBRATION_IMAGES}.")
     parser.add_argument("--calibration-dir", default=None,
                         help="Calibrate static int8 on the images of this folder instead of the data itself.")

@@ -35,3 +35,17 @@ def check_memory(needed: int, what: str) -> None:
     if needed > available:
         raise SegmenterError(f"{what} needs about {needed / 2**30:.1f} GiB of memory but only "
                              f"{available / 2**30:.1f} GiB is available")
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap memory back to the system (glibc keeps it otherwise), so that models
+    and engines opened one after another do not add up in the peak."""
+    import gc
+
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

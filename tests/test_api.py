@@ -52,3 +52,28 @@ def test_segment_equals_the_evaluations_labels(tiny_checkpoint, tmp_path, views)
         assert (model.segment(bgr[:, :, ::-1].copy(), rgb=True) == labels).all()
     gray = model.segment(np.full((40, 60), 128, np.uint8))
     assert gray.shape == (40, 60)
+
+
+def test_auto_is_decided_again_for_a_longer_run(monkeypatch):
+    """An `auto` model decides for the run it is given; a later call with more windows decides again (the cache
+    then measures only what the shorter run skipped), a shorter one does not."""
+    import segmenter.api as api
+    from segmenter.engines.autotune import Choice
+
+    asked = []
+
+    def resolve_engine(path, variant, cfg, device, precision, probe, threads, batch_size, calibration, log,
+                       run_windows):
+        asked.append((device, precision, run_windows))
+        return Choice("openvino", "fp32" if run_windows < 100 else "bf16")
+    monkeypatch.setattr(api, "resolve_engine", resolve_engine)
+    model = open_model(ROOT / "models" / "demo" / "checkpoint.pth", log=lambda *_: None)
+    probe = np.zeros((2, 3, 128, 128), np.float32)
+    model.resolve(probe, 6)
+    model.resolve(probe, 3)
+    assert asked == [("auto", "auto", 6)] and (model.device, model.precision) == ("openvino", "fp32")
+    model.resolve(probe, 500)
+    assert asked[-1] == ("auto", "auto", 500) and (model.device, model.precision) == ("openvino", "bf16")
+    fixed = open_model(ROOT / "models" / "demo" / "checkpoint.pth", device="cpu", precision="fp32")
+    fixed.resolve(probe, 10_000)
+    assert len(asked) == 2  # given device and precision: never measured

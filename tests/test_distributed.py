@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -59,6 +60,23 @@ def test_ray_equals_single_process(setup, reference, tmp_path, actors):
     assert len(single) == N_IMAGES
     for png in single:
         assert (tmp_path / "pred" / "labels" / png.name).read_bytes() == png.read_bytes()
+
+
+def test_ray_measures_auto_once_on_the_driver(setup, tmp_path):
+    """`auto` on Ray: measured once, on the driver's machine, before the actors start; the actors open the
+    engine chosen, and the metrics equal a single-process run on it."""
+    env = {"SEGMENTER_CACHE_DIR": str(tmp_path / "cache")}
+    common = ["segmenter_eval.py", "--model", setup / "m.onnx", "--cfg-path", setup / "model" / "variant.yml",
+              "--data-root", setup / "data"]
+    proc = run_script(*common, "--metrics-path", tmp_path / "ray.yaml", "--ray", "--ray-actors", 2, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("auto: measuring") == 1 and "images per Ray node" in proc.stdout
+    chosen = [line for line in proc.stdout.splitlines() if line.startswith("auto: ") and "measuring" not in line]
+    device, precision = chosen[0].split(",")[0].split()[1:3]
+    single = run_script(*common, "--metrics-path", tmp_path / "single.yaml", "--device", device, "--precision",
+                        precision, env=env)
+    assert single.returncode == 0, single.stderr
+    assert yaml.safe_load((tmp_path / "ray.yaml").read_text()) == yaml.safe_load((tmp_path / "single.yaml").read_text())
 
 
 def journal_lines(path: Path) -> list[dict]:
@@ -179,9 +197,13 @@ def test_gpu_engines_ask_ray_for_a_gpu_per_actor(monkeypatch, setup):
         def iter_batches(self, **_):
             return iter(())
 
+    context = SimpleNamespace(wait_for_min_actors_s=-1)
+
     class FakeRay:
         data = type("data", (), {"from_items": staticmethod(lambda rows, **_: FakeDataset()),
-                                 "ActorPoolStrategy": staticmethod(lambda size: size)})
+                                 "ActorPoolStrategy": staticmethod(lambda size, **_: size),
+                                 "DataContext": SimpleNamespace(get_current=lambda: context)})
+        exceptions = SimpleNamespace(GetTimeoutError=TimeoutError)
 
         @staticmethod
         def cluster_resources():
@@ -201,4 +223,5 @@ def test_gpu_engines_ask_ray_for_a_gpu_per_actor(monkeypatch, setup):
             distributed.ray_evaluate(plans, spec, cfg, setup / "m.onnx", device.name, device.precisions[0], None, 1,
                                      2, None, log=lambda _: None)
         assert (asked["num_gpus"], asked["num_cpus"]) == ((1, 0) if device.gpu else (0, 2)), device.name
+        assert context.wait_for_min_actors_s > 0  # the cluster has room for both actors: all started first
     assert DEVICES["torch-cuda"].gpu

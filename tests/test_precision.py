@@ -1,6 +1,7 @@
 """Choosing engines by measurement, static int8 with NNCF, and the PyTorch engine, against fp32 references."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -18,105 +19,172 @@ from segmenter.model.export import export_onnx
 from segmenter.model.loading import load_model
 
 
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeEngines:
+    """Engines that take the table's seconds per window on a fake clock (and its making seconds when opened
+    first), give fp32's classes except on the table's share of pixels, and count how many are alive."""
+
+    def __init__(self, table: dict, making: dict | None = None) -> None:
+        self.table, self.making, self.clock = table, making or {}, FakeClock()
+        self.opened: list[tuple[str, str]] = []
+        self.alive = self.most_alive = 0
+
+    def __call__(self, device: str, precision: str):
+        self.opened.append((device, precision))
+        self.clock.now += self.making.pop((device, precision), 0.0) + 0.1  # made once, then opened in 0.1 s
+        return FakeEngine(self, *self.table[(device, precision)])
+
+    def preparation(self, device: str, precision: str, reference: float) -> tuple[float, str]:
+        return self.making.get((device, precision), 0.0), ""
+
+    def choose(self, cache: Path, run_windows: int, batch_size: int = 2, log=None, **kw) -> autotune.Choice:
+        said = []
+        choice = autotune.choose_engine("auto", "auto", self, np.zeros((2, 3, 8, 8), np.float32), batch_size,
+                                        "model-a", cache, run_windows, self.preparation, calibration_ok=True,
+                                        log=log or said.append, clock=self.clock, **kw)
+        choice.said = said
+        return choice
+
+
 class FakeEngine:
-    def __init__(self, device: str, precision: str) -> None:
-        self.device, self.precision = device, precision
+    def __init__(self, engines: FakeEngines, seconds: float, wrong: float) -> None:
+        self.engines, self.seconds, self.wrong = engines, seconds, wrong
+        engines.alive += 1
+        engines.most_alive = max(engines.most_alive, engines.alive)
 
+    def __del__(self) -> None:
+        self.engines.alive -= 1
 
-def fake_probe(table: dict):
-    """Stand-in for the timed probe: (seconds per window, classes) from a table, same classes as fp32 unless
-    the table says what share of pixels differ."""
-    def probe(engine, windows, batch_size):
-        seconds, wrong = table[(engine.device, engine.precision)]
-        classes = np.zeros((len(windows), 8, 8), np.int64)
-        classes.reshape(-1)[: int(wrong * classes.size)] = 1
-        return seconds, classes
-    return probe
+    def __call__(self, windows: np.ndarray) -> np.ndarray:
+        self.engines.clock.now += self.seconds * len(windows)
+        second = np.zeros(len(windows) * 32 * 32, np.float32)
+        second[: round(self.wrong * second.size)] = 2  # class 1 wins there
+        return np.stack([np.ones((len(windows), 32, 32), np.float32), second.reshape(-1, 32, 32)], axis=1)
 
 
 @pytest.fixture
 def two_engines(monkeypatch):
     monkeypatch.setattr(autotune, "available_devices", lambda: ["openvino", "cpu"])
     monkeypatch.setattr(autotune, "cpu_has_bf16", lambda: True)
-    opened = []
-
-    def opener(device, precision):
-        opened.append((device, precision))
-        return FakeEngine(device, precision)
-    return opener, opened
 
 
-def choose(opener, tmp_path, table, monkeypatch, batch_size=2, **kw):
-    monkeypatch.setattr(autotune, "_probe", fake_probe(table))
-    return autotune.choose_engine("auto", "auto", opener, np.zeros((2, 3, 8, 8), np.float32), batch_size, "model-a",
-                                  tmp_path, calibration_ok=True, log=lambda _: None, **kw)
-
-
+# seconds per window and the share of pixels unlike fp32's; static int8 takes 300 s to make, dynamic int8 2 s
 TIMES = {("openvino", "fp32"): (1.0, 0), ("cpu", "fp32"): (1.2, 0), ("openvino", "bf16"): (0.5, 0.001),
-         ("openvino", "int8"): (0.3, 0.002), ("cpu", "int8"): (0.4, 0.0)}
+         ("openvino", "int8"): (0.3, 0.002), ("cpu", "int8"): (0.7, 0.0)}
+MAKING = {("openvino", "int8"): 300.0, ("cpu", "int8"): 2.0, ("openvino", "bf16"): 1.0}
+LONG, SHORT = 5000, 30
 
 
-def test_auto_takes_the_fastest_that_keeps_the_predictions(two_engines, tmp_path, monkeypatch):
-    opener, opened = two_engines
-    assert choose(opener, tmp_path, TIMES, monkeypatch) == ("openvino", "int8")
-    assert opened[0][1] == "fp32" and len(opened) == 5  # fp32 first: the reference
-    slow_bf16 = {**TIMES, ("openvino", "bf16"): (1.5, 0.0), ("openvino", "int8"): (0.3, 0.05)}  # int8 off budget
-    assert choose(opener, tmp_path / "b", slow_bf16, monkeypatch) == ("cpu", "int8")
-    assert choose(opener, tmp_path / "b", slow_bf16, monkeypatch, budget=0.9) == ("openvino", "int8")  # wider budget
-    no_int8 = {k: v for k, v in slow_bf16.items() if k[1] != "int8"}
-    from dataclasses import replace
-
-    table = autotune.DEVICES
-    monkeypatch.setattr(autotune, "DEVICES", {"openvino": replace(table["openvino"], precisions=("fp32", "bf16")),
-                                              "cpu": replace(table["cpu"], precisions=("fp32",))})
-    assert choose(opener, tmp_path / "c", no_int8, monkeypatch) == ("openvino", "fp32")  # bf16 slower: not chosen
+def names(choice) -> tuple[str, str]:
+    return choice.device, choice.precision
 
 
-def test_auto_probes_once_per_machine_model_and_batch(two_engines, tmp_path, monkeypatch):
-    opener, opened = two_engines
-    first = choose(opener, tmp_path, TIMES, monkeypatch)
-    probed = len(opened)
-    assert choose(opener, tmp_path, {}, monkeypatch) == first and len(opened) == probed  # from the cache
-    choose(opener, tmp_path, TIMES, monkeypatch, batch_size=4)  # another batch size: measured again
-    assert len(opened) == 2 * probed
-    record = yaml.safe_load(next(tmp_path.glob("*.json")).read_text())
-    assert {"machine", "engines", "probed", "note"} <= set(record)
+def test_a_long_run_measures_every_candidate_that_can_win(two_engines, tmp_path):
+    engines = FakeEngines(TIMES, dict(MAKING))
+    choice = engines.choose(tmp_path, LONG)
+    assert names(choice) == ("openvino", "int8")
+    assert engines.opened[0] == ("openvino", "fp32")  # the reference first, then the cheapest to try
+    assert ("openvino", "int8") in engines.opened and ("cpu", "fp32") not in engines.opened  # cannot beat fp32
+    assert engines.most_alive == 1  # one engine at a time
+    assert choice.engine is not None and choice.engine.seconds == 0.3  # the last opened is handed over
+    assert "3.3x openvino fp32" in choice.explanation and "99.80 % of its labels" in choice.explanation
+
+
+def test_a_short_run_skips_the_expensive_candidate_and_says_why(two_engines, tmp_path):
+    engines = FakeEngines(TIMES, dict(MAKING))
+    start = engines.clock.now
+    choice = engines.choose(tmp_path, SHORT)
+    assert names(choice) == ("openvino", "bf16") and ("openvino", "int8") not in engines.opened
+    line = [part for part in choice.explanation.split("; ") if part.startswith("openvino int8")][0]
+    assert "not measured (30 windows here" in line and "making it takes about 5 min" in line
+    assert "give device openvino and precision int8 to use it anyway" in line
+    run_at_fp32 = SHORT * TIMES[("openvino", "fp32")][0]
+    assert engines.clock.now - start < run_at_fp32 + 5  # the probe costs about the run itself, not 5 minutes
+    assert len(choice.explanation.splitlines()) <= 2
+
+
+def test_a_later_long_run_upgrades_a_short_runs_choice(two_engines, tmp_path):
+    engines = FakeEngines(TIMES, dict(MAKING))
+    assert names(engines.choose(tmp_path, SHORT)) == ("openvino", "bf16")
+    engines.opened.clear()
+    again = engines.choose(tmp_path, SHORT)  # as short: from the cache, nothing opened
+    assert names(again) == ("openvino", "bf16") and not engines.opened and "measured before" in again.explanation
+    longer = engines.choose(tmp_path, LONG)  # longer: what the short run skipped, against fp32's labels again
+    assert names(longer) == ("openvino", "int8")
+    assert engines.opened == [("openvino", "fp32"), ("openvino", "int8")]
+    engines.opened.clear()
+    assert names(engines.choose(tmp_path, LONG)) == ("openvino", "int8") and not engines.opened
+    record = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert {"machine", "engines", "measured", "skipped", "run_windows"} <= set(record)
+
+
+def test_a_faster_candidate_off_the_budget_is_named_not_chosen(two_engines, tmp_path):
+    off = {**TIMES, ("openvino", "int8"): (0.3, 0.05)}  # 95 % of fp32's labels
+    choice = FakeEngines(off).choose(tmp_path, LONG)
+    assert names(choice) == ("openvino", "bf16")
+    assert "openvino int8 0.3 s but 95.0" in choice.explanation and "under the 99 % budget" in choice.explanation
+    assert "fastest" not in choice.explanation
+    assert names(FakeEngines(off).choose(tmp_path / "b", LONG, budget=0.9)) == ("openvino", "int8")  # wider budget
+
+
+def test_a_candidate_that_cannot_be_made_here_is_skipped(two_engines, tmp_path):
+    engines = FakeEngines(TIMES)
+    engines.preparation = lambda d, p, t: (100.0, "quantizing it needs about 9.0 GiB of memory, 2.0 GiB are "
+                                                  "available") if p == "int8" and d == "openvino" else (0.0, "")
+    choice = engines.choose(tmp_path, LONG)
+    assert names(choice) == ("openvino", "bf16") and ("openvino", "int8") not in engines.opened
+    assert "openvino int8 not measured (quantizing it needs about 9.0 GiB" in choice.explanation
+
+
+def test_auto_measures_again_per_batch_size(two_engines, tmp_path):
+    engines = FakeEngines(TIMES)
+    engines.choose(tmp_path, LONG)
+    first = len(engines.opened)
+    engines.choose(tmp_path, LONG, batch_size=4)  # another batch size: measured again
+    assert len(engines.opened) == 2 * first
 
 
 DAMAGED_CHOICES = {
     "empty": "",
     "cut short": '{"device": "openvino", "precision": "in',
     "a JSON list": '["openvino", "int8"]',
-    "a missing key": '{"device": "openvino", "precision": "int8", "note": "x", "probed": []}',
-    "an engine not installed": '{"device": "tensorrt", "precision": "fp16", "note": "x", "seconds_per_window": 0.1, '
-                               '"probed": []}',
-    "slower than fp32": '{"device": "cpu", "precision": "fp32", "note": "x", "seconds_per_window": 2.0, "probed": '
-                        '[{"device": "cpu", "precision": "fp32", "seconds_per_window": 1.2}, {"device": "openvino", '
-                        '"precision": "int8", "seconds_per_window": 3.0}, {"device": "openvino", "precision": "fp32", '
-                        '"seconds_per_window": 1.0}]}',
+    "a missing key": '{"device": "openvino", "precision": "int8", "measured": {}, "skipped": {}}',
+    "an engine not installed": '{"device": "tensorrt", "precision": "fp16", "seconds_per_window": 0.1, '
+                               '"measured": {}, "skipped": {}}',
+    "a measurement without agreement": '{"device": "openvino", "precision": "int8", "seconds_per_window": 0.3, '
+                                       '"measured": {"openvino int8": {"seconds_per_window": 0.3}}, "skipped": {}}',
+    "slower than fp32": '{"device": "cpu", "precision": "fp32", "seconds_per_window": 2.0, "measured": '
+                        '{"cpu fp32": {"seconds_per_window": 1.2, "agreement": 1}, "openvino fp32": '
+                        '{"seconds_per_window": 1.0, "agreement": 1}}, "skipped": {}}',
 }
 
 
 @pytest.mark.parametrize("damage", DAMAGED_CHOICES)
-def test_damaged_cached_choice_is_measured_again(two_engines, tmp_path, monkeypatch, damage):
+def test_damaged_cached_choice_is_measured_again(two_engines, tmp_path, damage):
     """What a crash or an edit leaves in the choice cache is treated as absent: measured again, and said so."""
-    opener, opened = two_engines
-    assert choose(opener, tmp_path, TIMES, monkeypatch) == ("openvino", "int8")
+    engines = FakeEngines(TIMES)
+    assert names(engines.choose(tmp_path, LONG)) == ("openvino", "int8")
     entry = next(tmp_path.glob("*.json"))
     entry.write_text(DAMAGED_CHOICES[damage])
-    probed, said = len(opened), []
-    monkeypatch.setattr(autotune, "_probe", fake_probe(TIMES))
-    chosen = autotune.choose_engine("auto", "auto", opener, np.zeros((2, 3, 8, 8), np.float32), 2, "model-a",
-                                    tmp_path, calibration_ok=True, log=said.append)
-    assert chosen == ("openvino", "int8") and len(opened) == 2 * probed  # probed again
-    assert any("measuring again" in line and str(entry) in line for line in said), said
-    assert choose(opener, tmp_path, {}, monkeypatch) == chosen  # the new entry is whole again
+    probed = len(engines.opened)
+    chosen = engines.choose(tmp_path, LONG)
+    assert names(chosen) == ("openvino", "int8") and len(engines.opened) == 2 * probed  # probed again
+    assert any("measuring again" in line and str(entry) in line for line in chosen.said), chosen.said
+    engines.opened.clear()
+    assert names(engines.choose(tmp_path, LONG)) == ("openvino", "int8") and not engines.opened  # whole again
 
 
 def test_explicit_choices_are_not_probed(two_engines, tmp_path):
-    opener, opened = two_engines
-    assert autotune.choose_engine("cpu", "fp32", opener, np.zeros((1, 3, 8, 8)), 1, "m", tmp_path) == ("cpu", "fp32")
-    assert not opened
+    engines = FakeEngines(TIMES)
+    choice = autotune.choose_engine("cpu", "fp32", engines, np.zeros((1, 3, 8, 8)), 1, "m", tmp_path)
+    assert names(choice) == ("cpu", "fp32") and not engines.opened
 
 
 # ----------------------------------------------------------------------------- real engines
@@ -219,9 +287,41 @@ def test_auto_on_real_engines(tiny, tmp_path, monkeypatch):
     proc = run_script("segmenter_eval.py", "--model", ckpt, "--data-root", tmp_path / "data", "--metrics-path",
                       tmp_path / "auto.yaml", env={"SEGMENTER_CACHE_DIR": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr
-    assert "auto: probing" in proc.stdout and "of pixels as fp32" in proc.stdout
-    chosen = [line for line in proc.stdout.splitlines() if line.startswith("auto: ") and "probing" not in line][0]
-    assert chosen.split()[1] in ("cpu", "openvino") and (not cpu_has_bf16() or "bf16" in proc.stdout)
+    assert "auto: measuring openvino fp32" in proc.stdout, proc.stdout
+    chosen = [line for line in proc.stdout.splitlines() if line.startswith("auto: ") and "measuring" not in line][0]
+    assert chosen.split()[1] in ("cpu", "openvino") and " s/window" in chosen
     again = run_script("segmenter_eval.py", "--model", ckpt, "--data-root", tmp_path / "data", "--metrics-path",
                        tmp_path / "auto2.yaml", env={"SEGMENTER_CACHE_DIR": str(tmp_path)})
-    assert "measured before on this machine" in again.stdout and "probing" not in again.stdout
+    assert "measured before on this machine" in again.stdout and "auto: measuring" not in again.stdout
+    assert yaml.safe_load((tmp_path / "auto.yaml").read_text())["mean_iou"] == \
+        yaml.safe_load((tmp_path / "auto2.yaml").read_text())["mean_iou"]
+
+
+def test_calibration_takes_a_bounded_share_of_windows_spread_over_the_images(tmp_path):
+    """About 8 windows of 768x768 pixels, one per image at least: what sets the cost of quantizing."""
+    import cv2
+
+    from segmenter.data.plan import SINGLE_SCALE, WindowConfig
+    from segmenter.defaults import calibration_windows
+    from segmenter.engines.runtime import calibration_from_images, image_windows
+
+    assert calibration_windows(768, 8) == 8 and calibration_windows(768, 20) == 20
+    assert calibration_windows(128, 8) == 288 and calibration_windows(16, 8) == 300
+    paths = []
+    for i in range(4):  # 64x256 at window 64, stride 64: 4 windows each, values telling image and window apart
+        image = np.zeros((64, 256, 3), np.uint8)
+        for k in range(4):
+            image[:, 64 * k:64 * (k + 1)] = 40 * i + 10 * k
+        paths.append(tmp_path / f"{i}.png")
+        cv2.imwrite(str(paths[-1]), image)
+    cfg = WindowConfig(64, 64, 64, "vit", box_ratio=4, views=SINGLE_SCALE)
+    calibration = calibration_from_images(paths, cfg, images=4)
+    windows = calibration.windows()
+    assert len(windows) == calibration.count == 4 * 4  # 288 allowed, 16 there
+    assert len({float(w.mean()) for w in windows}) == 16  # every window once
+    fewer = image_windows(paths, cfg, 6)  # fewer than there are: spread, every image in
+    means = sorted(float(w.mean()) for w in fewer)
+    assert len(fewer) == 6 and len(set(means)) == 6
+    own = [image_windows([path], cfg, 4) for path in paths]
+    images = {i for w in fewer for i, theirs in enumerate(own) if any(np.array_equal(w, t) for t in theirs)}
+    assert images == {0, 1, 2, 3}

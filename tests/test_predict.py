@@ -132,3 +132,19 @@ def test_glob_and_limit(user_files, tiny_checkpoint, tmp_path):
     written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.png"))
     assert written == [os.path.join("photos", "park", "same_color.png"), os.path.join("photos", "street",
                                                                                       "same_color.png")]
+
+
+def test_auto_measures_for_the_windows_of_the_run(tiny_checkpoint, tmp_path):
+    """The probe is sized by the run: every image's windows and every video frame's, up to --limit."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("a.png", "b.png"):  # 64x128 at windows of 64, stride 64: 2 windows each
+        cv2.imwrite(str(inputs / name), np.full((64, 128, 3), 90, np.uint8))
+    write_video(inputs / "z.mp4", 10, hw=(64, 64))  # 1 window per frame
+    for limit, windows in ((None, 2 * 2 + 10), (5, 2 * 2 + 3)):
+        extra = ("--limit", limit) if limit else ()
+        proc = run_script("segmenter_predict.py", "--model", tiny_checkpoint, "--input", inputs, "--output-dir",
+                          tmp_path / f"out{limit}", "--window-stride", 64, "--save", "labels", *extra,
+                          env={"SEGMENTER_CACHE_DIR": str(tmp_path / f"cache{limit}")})  # measured each time
+        assert proc.returncode == 0, proc.stderr
+        assert f"pay for itself in {windows} windows" in proc.stdout, proc.stdout

@@ -20,6 +20,7 @@ from segmenter.cli import ArgumentParser
 from segmenter.data.settings import resolve_dataset
 from segmenter.errors import SegmenterError, run_cli
 from segmenter.files import atomic_write, ensure_writable_dir
+from segmenter.model.checkpoint import save_checkpoint
 from segmenter.model.convert import mmseg_checkpoint, release_state, release_variant
 from segmenter.model.loading import load_model
 
@@ -53,13 +54,13 @@ def main(args: argparse.Namespace) -> int:
     if variant.format == "mmseg":
         doc, notes = release_variant(variant, spec.name)
         state = release_state(model)
-        atomic_write(out / "checkpoint.pth", lambda tmp: torch.save({"model": state, "n_cls": variant.n_cls}, tmp))
+        save_checkpoint({"model": state, "n_cls": variant.n_cls}, out / "checkpoint.pth")
         atomic_write(out / "variant.yml", lambda tmp: Path(tmp).write_text(yaml.dump(doc)))
         converted, _ = load_model(out / "checkpoint.pth")
         written = f"{out / 'checkpoint.pth'} and {out / 'variant.yml'} (the release format)"
     else:
         ckpt, notes = mmseg_checkpoint(model, variant, spec.mmseg_type, spec.box_ratio, spec.classes, spec.palette)
-        atomic_write(out / "checkpoint.pth", lambda tmp: torch.save(ckpt, tmp))
+        save_checkpoint(ckpt, out / "checkpoint.pth")
         converted, _ = load_model(out / "checkpoint.pth")
         written = f"{out / 'checkpoint.pth'} (MMSegmentation's format, its config inside)"
     print(f"wrote {written}")

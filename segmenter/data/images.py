@@ -83,12 +83,24 @@ def view_windows(bgr: np.ndarray, plan: ImagePlan, cfg: WindowConfig) -> Iterato
         yield cut_windows(image, layout.anchors, w)
 
 
-def same_shape_windows(bgr: np.ndarray, plan: ImagePlan, cfg: WindowConfig) -> np.ndarray:
-    """(k, 3, h, w) windows of an image to measure or calibrate engines on: those of the first view whose windows
-    have the full window size, else those of the first view."""
-    views = list(view_windows(bgr, plan, cfg))
-    full = [v for v in views if v.shape[2:] == (cfg.window_size, cfg.window_size)]
-    return (full or views)[0] if len(full) <= 1 else np.concatenate(full)
+def same_shape_windows(bgr: np.ndarray, plan: ImagePlan, cfg: WindowConfig, limit: int | None = None) -> np.ndarray:
+    """(k, 3, h, w) windows of an image to measure or calibrate engines on: those of the views whose windows have
+    the full window size, else those of the first view; at most `limit` of them, spread evenly over them. Views
+    are cut one at a time and only the windows kept stay in memory."""
+    full, first = [], None
+    for windows in view_windows(bgr, plan, cfg):
+        if first is None:
+            first = _spread(windows, limit)
+        if windows.shape[2:] == (cfg.window_size, cfg.window_size):
+            full.append(_spread(windows, limit))
+        del windows
+    return _spread(np.concatenate(full) if full else first, limit)
+
+
+def _spread(windows: np.ndarray, limit: int | None) -> np.ndarray:
+    if limit is None or len(windows) <= limit:
+        return windows
+    return windows[np.linspace(0, len(windows) - 1, limit).astype(int)].copy()
 
 
 def header_size(path: str | Path) -> tuple[int, int]:

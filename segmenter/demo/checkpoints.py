@@ -12,8 +12,7 @@ import torch
 
 from ..data.datasets import dataset_spec
 from ..defaults import default_stride
-from ..files import atomic_write
-from ..model.checkpoint import SIZES
+from ..model.checkpoint import SIZES, save_checkpoint
 from ..model.convert import mmseg_checkpoint
 from ..model.network import Segmenter
 from ..model.variant import ModelConfig, Variant
@@ -35,5 +34,4 @@ def write_random_mmseg_checkpoint(out: str | Path, size: str = "tiny", image_siz
                       format="mmseg", raise_to_window=False)
     ckpt, _ = mmseg_checkpoint(model, variant, spec.mmseg_type, spec.box_ratio, spec.classes, spec.palette)
     target = Path(out)
-    atomic_write(target, lambda tmp: torch.save(ckpt, tmp))
-    return target
+    return save_checkpoint(ckpt, target)

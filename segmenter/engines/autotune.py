@@ -1,15 +1,24 @@
-"""`auto` device and precision, decided by measuring: a short probe of each candidate on the model at hand.
+"""`auto` device and precision, decided by measuring, at a cost bounded by what the measuring can save.
 
-Each installed engine/precision runs a few windows of the data at the batch size in use; a candidate
-is eligible when its predicted classes agree with fp32's on at least AGREEMENT_BUDGET of the pixels;
-the fastest eligible one wins. The result is cached per machine (CPU model and features, GPUs), model
-file, engine versions, batch and window size, so the probe runs once.
+The probe first times the fp32 reference on windows of the data at the batch size in use: that gives
+the run's cost (its window count x the reference's seconds per window) and the reference's labels.
+Every other candidate, the cheapest to make and measure first, is measured only when the run is
+long enough for its expected gain over the best measured so far to pay back what measuring it costs:
+opening it, its timed calls and, for a candidate that must first be made (static int8's calibration, a
+TensorRT engine), making it. A candidate is eligible when its labels agree with fp32's on at least
+AGREEMENT_BUDGET of the pixels; the fastest eligible one wins, and its engine, the last opened, is
+handed to the run. Candidates are opened one at a time, each released before the next.
+
+What was measured, and what was skipped for how long a run, is cached per machine (CPU model and
+features, GPUs), model file, engine versions, batch and window size: a later run of the same model
+uses it without measuring, and a longer one measures only what a shorter one skipped.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -17,13 +26,15 @@ import numpy as np
 
 from ..errors import SegmenterError
 from ..files import atomic_write
+from ..system import release_memory
 from .backends import Engine, available_devices, cpu_has_bf16
 from .table import DEVICES
 
 AGREEMENT_BUDGET = 0.99  # least share of probe pixels whose class equals fp32's
-PROBE_CALLS = 3  # timed calls per candidate, after WARMUP_CALLS; the fastest call counts (noise only slows)
-WARMUP_CALLS = 2
+MAX_TIMED_CALLS = 3  # timed calls per candidate after one warm-up call; the fastest counts (noise only slows)
+PROBE_SHARE = 0.05  # extra timed calls only while they cost less than this share of the run's estimate
 CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "avx_vnni")
+CACHE_VERSION = 2
 
 
 def machine_id() -> str:
@@ -77,21 +88,28 @@ def candidates(device: str, precision: str, torch_ok: bool, calibration_ok: bool
     return sorted(pairs, key=lambda dp: dp[1] != "fp32")
 
 
-def _probe(engine: Engine, probe: np.ndarray, batch_size: int) -> tuple[float, np.ndarray]:
-    """(seconds per window at batch_size, predicted classes of every probe window)."""
-    batch = probe[np.arange(batch_size) % len(probe)]
-    for _ in range(WARMUP_CALLS):
-        engine(batch)
-    calls = []
-    for _ in range(PROBE_CALLS):
-        start = time.perf_counter()
-        engine(batch)
-        calls.append(time.perf_counter() - start)
-    return min(calls) / batch_size, engine(probe).argmax(1)
+def _name(pair) -> str:
+    return f"{pair[0]} {pair[1]}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+@dataclass
+class Choice:
+    """What `auto` became: a device and precision, the engine already open for it (or None), and why."""
+
+    device: str
+    precision: str
+    engine: Engine | None = None
+    explanation: str = ""
 
 
 def read_cached_choice(path: Path, pairs: list[tuple[str, str]]) -> tuple[dict | None, str]:
-    """The cached choice, or (None, why it cannot be used; empty when there is none).
+    """The cached record, or (None, why it cannot be used; empty when there is none).
 
     Whatever a crash or an edit may leave is treated as absent: an empty or cut file, another JSON type,
     missing or mistyped keys, an engine not among this machine's candidates, a choice slower than fp32.
@@ -104,71 +122,210 @@ def read_cached_choice(path: Path, pairs: list[tuple[str, str]]) -> tuple[dict |
         return None, f"is unreadable ({str(exc)[:80]})"
     if not isinstance(found, dict):
         return None, f"holds a JSON {type(found).__name__}, not a choice"
-    for key, kind in (("device", str), ("precision", str), ("note", str), ("seconds_per_window", (int, float)),
-                      ("probed", list)):
+    for key, kind in (("device", str), ("precision", str), ("seconds_per_window", (int, float)),
+                      ("measured", dict), ("skipped", dict)):
         if not isinstance(found.get(key), kind) or isinstance(found.get(key), bool):
             return None, f"lacks a valid '{key}'"
     if (found["device"], found["precision"]) not in pairs:
         return None, f"names {found['device']} {found['precision']}, not installed or offered here"
-    fp32 = [r.get("seconds_per_window") for r in found["probed"]
-            if isinstance(r, dict) and r.get("precision") == "fp32"]
-    fp32 = [t for t in fp32 if isinstance(t, (int, float)) and not isinstance(t, bool)]
+    measured = found["measured"]
+    if not all(isinstance(r, dict) and isinstance(r.get("seconds_per_window"), (int, float)) and
+               isinstance(r.get("agreement"), (int, float)) for r in measured.values()):
+        return None, "holds a measurement without seconds or agreement"
+    fp32 = [r["seconds_per_window"] for name, r in measured.items() if name.endswith(" fp32")]
     if fp32 and found["seconds_per_window"] > min(fp32):
         return None, (f"names {found['device']} {found['precision']} at {found['seconds_per_window']:.3g} s/window, "
                       f"slower than fp32's {min(fp32):.3g}")
     return found, ""
 
 
-def choose_engine(device: str, precision: str, open_engine: Callable[[str, str], Engine], probe: np.ndarray,
-                  batch_size: int, model_key: str, cache: Path, torch_ok: bool = False, calibration_ok: bool = False,
-                  log=print, budget: float = AGREEMENT_BUDGET) -> tuple[str, str]:
-    """Replace `auto` in device and precision by the fastest candidate that keeps fp32's predictions.
+class Probe:
+    """Times candidates one at a time on the probe windows, with the clock given (tests give a fake one)."""
 
-    `open_engine(device, precision)` opens a candidate; `probe` is (k, 3, H, W) windows of the data;
-    `model_key` identifies the model (a file hash); `budget` is the least share of pixels that must agree.
+    def __init__(self, open_engine: Callable[[str, str], Engine], windows: np.ndarray, batch_size: int,
+                 clock: Callable[[], float]) -> None:
+        self.open_engine, self.batch_size, self.clock = open_engine, batch_size, clock
+        self.batch = windows[np.arange(batch_size) % len(windows)]
+        self.engine: Engine | None = None  # the last one opened, until the next opens
+        self.engine_pair: tuple[str, str] | None = None
+
+    def release(self) -> None:
+        self.engine = self.engine_pair = None
+        release_memory()
+
+    def measure(self, pair: tuple[str, str], calls: Callable[[float], int]) -> dict:
+        """Open it (making what it needs), one warm-up call, then timed calls: as many as `calls(seconds of the
+        first)` says. Seconds per window (the fastest call), its labels, the seconds it took to open."""
+        self.release()
+        start = self.clock()
+        self.engine = self.open_engine(*pair)
+        self.engine_pair = pair
+        opened = self.clock()
+        self.engine(self.batch)
+        times: list[float] = []
+        while not times or len(times) < calls(times[0]):
+            begin = self.clock()
+            out = self.engine(self.batch)
+            times.append(self.clock() - begin)
+        return {"seconds_per_window": min(times) / self.batch_size, "open_seconds": opened - start,
+                "labels": out.argmax(1)}
+
+
+def _calls(run_seconds: float, per_call: float) -> int:
+    """Timed calls a candidate gets: one, and more while they stay a small share of the run's cost."""
+    if per_call <= 0:
+        return MAX_TIMED_CALLS
+    return int(min(MAX_TIMED_CALLS, max(1, PROBE_SHARE * run_seconds / per_call)))
+
+
+def expected_seconds(pair: tuple[str, str], measured: dict, reference: tuple[str, str]) -> float:
+    """Seconds per window a candidate is expected to take, from the table's ratios: scaled from the measured
+    candidate of the same device expected closest to it (bf16 for int8), else from the reference."""
+    ratio = lambda p: DEVICES[p[0]].expected_ratio(p[1])  # noqa: E731
+    anchors = [tuple(name.split(" ", 1)) for name in measured if name.split(" ", 1)[0] == pair[0]] or [reference]
+    anchor = min(anchors, key=lambda a: abs(ratio(a) - ratio(pair)))
+    return ratio(pair) / ratio(anchor) * measured[_name(anchor)]["seconds_per_window"]
+
+
+def choose_engine(device: str, precision: str, open_engine: Callable[[str, str], Engine], probe: np.ndarray,
+                  batch_size: int, model_key: str, cache: Path, run_windows: int = 1,
+                  preparation: Callable[[str, str, float], tuple[float, str]] | None = None, torch_ok: bool = False,
+                  calibration_ok: bool = False, log=print, budget: float = AGREEMENT_BUDGET,
+                  clock: Callable[[], float] = time.perf_counter) -> Choice:
+    """Replace `auto` in device and precision by the fastest candidate that keeps fp32's predictions, measuring
+    only what can pay for itself in a run of `run_windows` windows.
+
+    `open_engine(device, precision)` opens (and makes) a candidate; `probe` is (k, 3, H, W) windows of the data;
+    `model_key` identifies the model (a file hash); `preparation(device, precision, reference seconds per
+    window)` gives the seconds still needed to make a candidate (0 once made) and why it cannot be made here
+    (empty when it can); `budget` is the least share of pixels that must agree with fp32's.
     """
     if device != "auto" and precision != "auto":
-        return device, precision
+        return Choice(device, precision)
     pairs = candidates(device, precision, torch_ok, calibration_ok)
     if not pairs:
         raise SegmenterError(f"no engine offers precision {precision} on device {device} here")
     if len(pairs) == 1:
-        return pairs[0]
-    machine, versions = machine_id(), engine_versions()
-    key = hashlib.sha256(repr((machine, versions, model_key, batch_size, probe.shape[1:],
-                               pairs, budget)).encode()).hexdigest()[:16]
+        return Choice(*pairs[0])
+    preparation = preparation or (lambda d, p, t: (0.0, ""))
+    key = hashlib.sha256(repr((CACHE_VERSION, machine_id(), engine_versions(), model_key, batch_size,
+                               probe.shape[1:], pairs, budget)).encode()).hexdigest()[:16]
     path = cache / f"{key}.json"
     found, problem = read_cached_choice(path, pairs)
-    if found is not None:
-        log(f"auto: {found['device']} {found['precision']}, {found['note']} (measured before on this machine; "
-            f"{path})")
-        return found["device"], found["precision"]
     if problem:
         log(f"note: auto: the cached choice {path} {problem}; measuring again")
-    log(f"auto: probing {len(pairs)} engine/precision choices on {len(probe)} windows at batch size {batch_size}, "
-        "once for this machine and model")
-    results, reference = [], None
-    for d, p in pairs:
-        try:
-            engine = open_engine(d, p)
-        except SegmenterError as exc:
-            log(f"  {d} {p}: unavailable ({exc})")
+    measured = {k: v for k, v in (found or {}).get("measured", {}).items() if tuple(k.split(" ", 1)) in pairs}
+    runner = Probe(open_engine, probe, batch_size, clock)
+    labels: dict[str, np.ndarray] = {}  # the reference's labels, once measured in this run
+    # the reference: an fp32 engine that needs nothing made, the one expected fastest first
+    ratio = lambda p: DEVICES[p[0]].expected_ratio(p[1])  # noqa: E731
+    references = sorted((p for p in pairs if p[1] == "fp32"), key=lambda p: (bool(DEVICES[p[0]].preparation_of(
+        p[1])), ratio(p))) or pairs[:1]
+    reference = next((p for p in references if _name(p) in measured), None)
+
+    def calls_for(seconds: float) -> int:
+        return _calls(run_windows * seconds / batch_size, seconds)
+
+    def measuring_cost(seconds_per_window: float, opening: float) -> float:
+        return opening + (1 + calls_for(batch_size * seconds_per_window)) * batch_size * seconds_per_window
+
+    def measure_reference() -> None:
+        nonlocal reference
+        for pair in references:
+            result = _open_or_skip(runner, pair, calls_for, log)
+            if result is not None:
+                reference, labels["reference"] = pair, result.pop("labels")
+                measured[_name(pair)] = {**result, "agreement": 1.0}
+                return
+        raise SegmenterError(f"none of the fp32 engines could open the model: {', '.join(map(_name, references))}")
+
+    if reference is None:
+        log(f"auto: measuring {_name(references[0])}, then what can pay for itself in {run_windows} windows "
+            f"(batch size {batch_size}); once for this machine and model")
+        measure_reference()
+    t_ref = measured[_name(reference)]["seconds_per_window"]
+    opening = measured[_name(reference)].get("open_seconds", 0.0)
+    skipped: dict[str, str] = {}
+    # cheapest to try first (nothing to make), so that an expensive one must beat the best of the cheap ones
+    plans = []
+    for pair in pairs:
+        if _name(pair) not in measured:
+            expected = expected_seconds(pair, measured, reference)
+            make, refusal = preparation(pair[0], pair[1], t_ref)
+            plans.append((make + measuring_cost(expected, opening), pair, expected, make, refusal))
+    for _, pair, _, make, refusal in sorted(plans, key=lambda plan: plan[0]):
+        if refusal:
+            skipped[_name(pair)] = refusal
             continue
-        seconds, classes = _probe(engine, probe, batch_size)
-        del engine
-        if reference is None:
-            reference = classes  # the first candidate is an fp32 one
-        agreement = float(np.mean(classes == reference))
-        results.append({"device": d, "precision": p, "seconds_per_window": seconds, "agreement": agreement})
-        log(f"  {d} {p}: {seconds:.3f} s/window, {100 * agreement:.2f} % of pixels as fp32")
-    if not results:
-        raise SegmenterError(f"none of the engines could open the model: {', '.join(f'{d} {p}' for d, p in pairs)}")
-    eligible = [r for r in results if r["agreement"] >= budget]
-    best = min(eligible, key=lambda r: r["seconds_per_window"])
-    fp32 = min((r["seconds_per_window"] for r in results if r["precision"] == "fp32"), default=None)
-    note = (f"{fp32 / best['seconds_per_window']:.1f}x faster than fp32 here" if fp32 and best["precision"] != "fp32"
-            else "the fastest here")
-    log(f"auto: {best['device']} {best['precision']}, {note}")
-    record = {**best, "note": note, "machine": machine, "engines": versions, "probed": results}
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
-    return best["device"], best["precision"]
+        expected = expected_seconds(pair, measured, reference)
+        cost = make + measuring_cost(expected, opening)
+        if "reference" not in labels:  # measured in an earlier run: its labels are timed again to compare with
+            cost += measuring_cost(t_ref, opening)
+        best = min(r["seconds_per_window"] for r in measured.values() if r["agreement"] >= budget)
+        saving = run_windows * (best - expected)
+        if saving <= 0:
+            skipped[_name(pair)] = f"expected {expected:.3g} s, no faster"
+            continue
+        if saving <= cost:
+            what = f"making it takes about {_duration(make)}, " if make >= 1 else ""
+            skipped[_name(pair)] = (f"{run_windows} windows here could save about {_duration(saving)}, {what}"
+                                    f"measuring it about {_duration(cost - make)}: give device {pair[0]} and "
+                                    f"precision {pair[1]} to use it anyway")
+            continue
+        if "reference" not in labels:
+            measure_reference()
+        result = _open_or_skip(runner, pair, calls_for, log)
+        if result is None:
+            skipped[_name(pair)] = "unavailable here"
+            continue
+        agreement = float(np.mean(result.pop("labels") == labels["reference"]))
+        measured[_name(pair)] = {**result, "agreement": agreement}
+    eligible = {k: r for k, r in measured.items() if r["agreement"] >= budget}
+    best_name = min(eligible, key=lambda k: eligible[k]["seconds_per_window"])
+    best_pair = tuple(best_name.split(" ", 1))
+    explanation = _explain(best_name, measured, skipped, _name(reference), budget)
+    if not labels and found is not None:
+        explanation += f"\n  (measured before on this machine; {path})"
+    log(explanation)
+    record = {"device": best_pair[0], "precision": best_pair[1],
+              "seconds_per_window": measured[best_name]["seconds_per_window"], "measured": measured,
+              "skipped": skipped, "run_windows": run_windows, "machine": machine_id(), "engines": engine_versions()}
+    if found is None or measured != found["measured"] or skipped != found["skipped"]:
+        atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
+    engine = runner.engine if runner.engine_pair == best_pair else None
+    if engine is None:
+        runner.release()
+    return Choice(best_pair[0], best_pair[1], engine, explanation)
+
+
+def _open_or_skip(runner: Probe, pair: tuple[str, str], calls: int, log) -> dict | None:
+    try:
+        return runner.measure(pair, calls)
+    except SegmenterError as exc:
+        log(f"  {_name(pair)}: unavailable ({exc})")
+        runner.release()
+        return None
+
+
+def _explain(best: str, measured: dict, skipped: dict, reference: str, budget: float) -> str:
+    """One or two lines: the choice and its speed against the reference, then every other candidate: measured
+    (seconds per window, share of fp32's labels kept), off the budget, or not measured and why."""
+    r = measured[best]
+    head = f"auto: {best}, {r['seconds_per_window']:.3g} s/window"
+    if best != reference and reference in measured:
+        ratio = measured[reference]["seconds_per_window"] / r["seconds_per_window"]
+        head += f", {ratio:.1f}x {reference}, {100 * r['agreement']:.2f} % of its labels (budget {100 * budget:g} %)"
+    others = []
+    for name, m in measured.items():
+        if name == best:
+            continue
+        note = f"{name} {m['seconds_per_window']:.3g} s"
+        if name == reference:
+            note += " (the fp32 reference)"
+        elif m["agreement"] < budget:
+            note += f" but {100 * m['agreement']:.2f} % of fp32's labels, under the {100 * budget:g} % budget"
+        else:
+            note += f", {100 * m['agreement']:.2f} %"
+        others.append(note)
+    others += [f"{name} not measured ({why})" for name, why in skipped.items()]
+    return head + ("\n  " + "; ".join(others) if others else "")

@@ -60,9 +60,9 @@ class OnnxRuntimeEngine:
                                  f"(available: {', '.join(ort.get_available_providers())}); "
                                  "pip install -r requirements-gpu.txt on a CUDA host")
         if precision == "int8":
-            model_path = derived_model(model_path, "int8", dynamic_int8, "dynamic int8 weights")
+            model_path = derived_model(model_path, "dynamic-int8", dynamic_int8, "dynamic int8 weights")
         elif precision == "fp16" and device == "cuda":
-            model_path = derived_model(model_path, "fp16", fp16_graph, "fp16 graph")
+            model_path = derived_model(model_path, "fp16-graph", fp16_graph, "fp16 graph")
         providers: list = [provider]
         if device == "tensorrt":  # callers pad to one batch size, so one engine is built (and cached)
             providers = [(provider, {

@@ -42,11 +42,33 @@ def _quiet(*names: str):
             lg.setLevel(level)
 
 
-def derived_model(model_path: Path, tag: str, make, what: str, log=print) -> Path:
-    """`<model>.<tag>-<key>.onnx` beside the model, made by make(src, dst) once per content of the model."""
+def copy_target(model_path: Path, kind: str, calibration: Calibration | None = None,
+                keep_in_float: tuple[str, ...] = KEEP_IN_FLOAT) -> Path:
+    """Where the converted copy of a kind goes beside the model (named by the model's content, and for static
+    int8 by the calibration and the recipe too)."""
     source = file_sha256(model_path)
-    target = model_path.with_name(f"{model_path.stem}.{tag}-{content_key(source, tag)}.onnx")
-    return derived_files(target, (".onnx",), lambda tmps: make(str(model_path), tmps[0]), source, what, log)
+    if kind == "static-int8":
+        key = content_key(source, calibration.identity if calibration else None, keep_in_float, STATIC_INT8_VERSION)
+        return model_path.with_name(f"{model_path.stem}.int8-{key}.xml")
+    if kind == "fp16-ir":
+        return model_path.with_name(f"{model_path.stem}.fp16-{content_key(source, 'fp16-ir')}.xml")
+    tag = {"dynamic-int8": "int8", "fp16-graph": "fp16"}[kind]
+    return model_path.with_name(f"{model_path.stem}.{tag}-{content_key(source, tag)}.onnx")
+
+
+def copy_made(model_path: Path, kind: str, calibration: Calibration | None = None) -> bool:
+    """Whether the converted copy of a kind was made already (its record written: it is checked when used)."""
+    if not kind or model_path.suffix == ".xml":
+        return True
+    target = copy_target(model_path, kind, calibration)
+    return target.with_name(f"{target.name}.sha256").is_file()
+
+
+def derived_model(model_path: Path, kind: str, make, what: str, log=print) -> Path:
+    """`<model>.<tag>-<key>.onnx` beside the model, made by make(src, dst) once per content of the model."""
+    target = copy_target(model_path, kind)
+    return derived_files(target, (".onnx",), lambda tmps: make(str(model_path), tmps[0]), file_sha256(model_path),
+                         what, log)
 
 
 def dynamic_int8(src: str, dst: str) -> None:
@@ -71,6 +93,7 @@ class Calibration:
 
     identity: str
     windows: Callable[[], list[np.ndarray]]  # (3, H, W) float32 each
+    count: int = 0  # how many windows that is (for the cost of quantizing, before it is made)
 
 
 def static_int8(model_path: Path, calibration: Calibration | None, keep_in_float: tuple[str, ...] = KEEP_IN_FLOAT,
@@ -83,8 +106,7 @@ def static_int8(model_path: Path, calibration: Calibration | None, keep_in_float
         raise SegmenterError(f"{model_path}: static int8 needs calibration windows: images of the data set to "
                              "evaluate, or a folder of images")
     source = file_sha256(model_path)
-    key = content_key(source, calibration.identity, keep_in_float, STATIC_INT8_VERSION)
-    target = model_path.with_name(f"{model_path.stem}.int8-{key}.xml")
+    target = copy_target(model_path, "static-int8", calibration, keep_in_float)
     try:
         import nncf
         import openvino  # noqa: F401 - NNCF quantizes OpenVINO models
@@ -125,7 +147,7 @@ def fp16_ir(model_path: Path, log=print) -> Path:
     if model_path.suffix == ".xml":
         return model_path
     source = file_sha256(model_path)
-    target = model_path.with_name(f"{model_path.stem}.fp16-{content_key(source, 'fp16-ir')}.xml")
+    target = copy_target(model_path, "fp16-ir")
     try:
         return derived_files(target, (".xml", ".bin"), lambda tmps: save_ir(read_openvino(model_path), tmps[0]),
                              source, "weights in fp16 for bf16 inference", log)

@@ -10,26 +10,29 @@ from pathlib import Path
 import numpy as np
 
 from ..data.arrays import read_window_file
-from ..data.images import read_image, same_shape_windows
+from ..data.images import read_image, same_shape_windows, take_census
 from ..data.plan import ImagePlan, WindowConfig
-from ..defaults import CALIBRATION_IMAGES, MAX_CALIBRATION_WINDOWS
+from ..defaults import CALIBRATION_IMAGES, calibration_windows
 from ..errors import SegmenterError
 from ..files import content_key, file_sha256
 from ..model.cache import cache_dir, exported_model
 from ..model.variant import Variant
-from .autotune import choose_engine
-from .backends import Engine, open_engine, require_window
-from .quantize import Calibration, static_int8
-from .table import needs_calibration, opens_checkpoint
+from ..system import available_memory
+from .autotune import Choice, choose_engine
+from .backends import Engine, available_devices, open_engine, require_window
+from .quantize import Calibration, copy_made, static_int8
+from .table import DEVICES, needs_calibration, opens_checkpoint
 
 
 def image_windows(paths: list[Path], cfg: WindowConfig, limit: int) -> list[np.ndarray]:
-    """The windows of the images (all views), up to `limit` of them, spread over the images."""
+    """`limit` windows of the images (all views), spread over the images and over each image's windows. One image
+    is read at a time and only its share of windows is kept, so memory holds `limit` windows, not all of them."""
+    share = -(-limit // max(len(paths), 1))
     per_image = []
     for path in paths:
         bgr = read_image(path)
         plan = ImagePlan.for_image(path.name, "x", path, "", bgr.shape[:2], cfg)
-        per_image.append(same_shape_windows(bgr, plan, cfg))
+        per_image.append(same_shape_windows(bgr, plan, cfg, share))
     windows = [w[k] for k in range(max(len(w) for w in per_image)) for w in per_image if k < len(w)]  # round robin
     return [windows[i] for i in np.linspace(0, len(windows) - 1, min(limit, len(windows))).astype(int)]
 
@@ -42,13 +45,17 @@ def spread(items: list, n: int) -> list:
 
 
 def calibration_from_images(paths: list[Path], cfg: WindowConfig, images: int = CALIBRATION_IMAGES) -> Calibration:
-    """Calibration on the windows of `images` images spread over `paths` (the data to evaluate, or a folder)."""
+    """Calibration on windows of `images` images spread over `paths` (the data to evaluate, or a folder): as many as
+    defaults.calibration_windows gives, spread over the images and over each image's windows."""
     chosen = spread(sorted(paths), images)
     if not chosen:
         raise SegmenterError("no images to calibrate static int8 on")
-    identity = content_key([file_sha256(p) for p in chosen], cfg.to_json(), MAX_CALIBRATION_WINDOWS)
+    limit = calibration_windows(cfg.window_size, len(chosen))
+    identity = content_key([file_sha256(p) for p in chosen], cfg.to_json(), limit, "spread per image")
+    share = -(-limit // len(chosen))
+    count = min(limit, sum(min(share, p.n_windows) for p in take_census(chosen, cfg).plans))
     return Calibration(f"{len(chosen)} images ({chosen[0]} ...) {identity}",
-                       lambda: image_windows(chosen, cfg, MAX_CALIBRATION_WINDOWS))
+                       lambda: image_windows(chosen, cfg, limit), count)
 
 
 def onnx_io(model: Path) -> tuple[tuple[int, ...], int]:
@@ -84,13 +91,15 @@ def check_model_file(model: Path, cfg: WindowConfig, spec) -> None:
                              "the model of that data set?")
 
 
-def calibration_from_inputs(files: list[Path], model: Path, count: int = MAX_CALIBRATION_WINDOWS) -> Calibration:
-    """Calibration on window files (.bin/.npy) of the file route, spread over the folder."""
+def calibration_from_inputs(files: list[Path], model: Path, count: int | None = None) -> Calibration:
+    """Calibration on window files (.bin/.npy) of the file route, spread over the folder (as many as
+    defaults.calibration_windows gives for the model's window, unless `count` says)."""
     item_shape = onnx_io(model)[0]
-    chosen = spread(files, count)
+    chosen = spread(files, count or calibration_windows(item_shape[-1]))
     identity = content_key([file_sha256(f) for f in chosen], item_shape)
     return Calibration(f"{len(chosen)} window files ({chosen[0]} ...) {identity}",
-                       lambda: [read_window_file(f, item_shape, "a calibration window")[0] for f in chosen])
+                       lambda: [read_window_file(f, item_shape, "a calibration window")[0] for f in chosen],
+                       len(chosen))
 
 
 def prepared_model(model: Path, variant: Variant, cfg: WindowConfig, device: str, precision: str,
@@ -123,20 +132,59 @@ def probe_windows(images: list[Path], cfg: WindowConfig, batch_size: int) -> np.
     return np.stack(image_windows(images[:1], cfg, max(2, batch_size)))
 
 
+# Seconds to make a converted copy, per MB of the model file and fixed, measured on 2 cores of an AMD EPYC (README);
+# static int8 also runs each calibration window through the model about STATIC_INT8_PASSES times, and holds
+# about STATIC_INT8_MEMORY times the model file in memory while it quantizes (NNCF: 3.8 GB for Seg-B's 413 MB).
+MAKING = {"fp16-ir": (0.002, 0.5), "dynamic-int8": (0.006, 0.5), "fp16-graph": (0.004, 1.0),
+          "tensorrt-engine": (0.2, 60.0), "static-int8": (0.03, 4.0)}
+STATIC_INT8_PASSES = 2.4
+STATIC_INT8_MEMORY = 9.5
+
+
+def making_cost(model: Path, device: str, precision: str, calibration: Calibration | None,
+                seconds_per_window: float) -> tuple[float, str]:
+    """Estimated seconds to make what a candidate needs before it runs (0 when it is made already), and why it
+    cannot be made on this machine (empty when it can)."""
+    kind = DEVICES[device].preparation_of(precision)
+    if not kind or (kind != "tensorrt-engine" and copy_made(model, kind, calibration)):
+        return 0.0, ""
+    per_mb, fixed = MAKING[kind]
+    size = model.stat().st_size
+    seconds = fixed + per_mb * size / 1e6
+    if kind == "static-int8":
+        seconds += STATIC_INT8_PASSES * (calibration.count if calibration else 0) * seconds_per_window
+        need, free = STATIC_INT8_MEMORY * size, available_memory()
+        if need > free:
+            return seconds, (f"quantizing it needs about {need / 2**30:.1f} GiB of memory, {free / 2**30:.1f} GiB "
+                             f"are available; give device {device} and precision {precision} to try anyway")
+    return seconds, ""
+
+
 def resolve_engine(model: Path, variant: Variant, cfg: WindowConfig, device: str, precision: str,
                    probe: np.ndarray | None, threads: int | None = None, batch_size: int = 1,
-                   calibration: Calibration | None = None, log=print) -> tuple[str, str]:
-    """`auto` device and precision, measured on the probe windows (once per machine and model: cached)."""
+                   calibration: Calibration | None = None, log=print, run_windows: int = 1) -> Choice:
+    """`auto` device and precision, measured on the probe windows for a run of `run_windows` windows (once per
+    machine and model: cached); the engine of the choice comes open when the probe opened it last."""
     if "auto" not in (device, precision):
-        return device, precision
+        return Choice(device, precision)
     choices = cache_dir("auto")  # an unusable cache is refused before anything is measured
     if probe is None or not len(probe):
         raise SegmenterError("no image to measure the engines on")
-    if model.suffix == ".onnx":  # before any engine is timed
+    onnx = model if model.suffix == ".onnx" else None
+    if onnx is not None:  # before any engine is timed
         require_window(onnx_io(model)[0][1:], cfg.window_size, model)
-    quiet = lambda *_: None  # noqa: E731
+    if onnx is None and any(not opens_checkpoint(d) for d in available_devices()):
+        onnx = exported_model(model, variant, (cfg.window_size, cfg.window_size), log)  # before the clock: all
+        # candidates but the PyTorch engine open it
+
+    def preparation(d: str, p: str, seconds_per_window: float) -> tuple[float, str]:
+        return making_cost(onnx, d, p, calibration, seconds_per_window) if not opens_checkpoint(d) else (0.0, "")
+
+    def opener(d: str, p: str) -> Engine:
+        return open_model_engine(model if opens_checkpoint(d) else onnx, variant, cfg, d, p, threads, batch_size,
+                                 calibration, log)
+
     return choose_engine(
-        device, precision,
-        lambda d, p: open_model_engine(model, variant, cfg, d, p, threads, batch_size, calibration, quiet),
-        probe, batch_size, file_sha256(model), choices, torch_ok=model.suffix in (".pth", ".pt"),
-        calibration_ok=calibration is not None, log=log)
+        device, precision, opener,
+        probe, batch_size, file_sha256(model), choices, run_windows, preparation,
+        torch_ok=model.suffix in (".pth", ".pt"), calibration_ok=calibration is not None, log=log)

@@ -14,7 +14,8 @@ from ..errors import SegmenterError
 
 @dataclass(frozen=True)
 class Device:
-    """What a `--device` is: its engine, precisions, hardware, the file it opens and how it is installed."""
+    """What a `--device` is: its engine, precisions, hardware, the file it opens and how it is installed, and
+    what the measured `auto` choice expects of it before measuring (autotune.py)."""
 
     name: str
     engine: str
@@ -24,17 +25,32 @@ class Device:
     install: str
     calibrated: tuple[str, ...] = ()  # precisions made from calibration windows (static int8)
     cpu_bf16: tuple[str, ...] = ()  # precisions that need bfloat16 instructions on the CPU
+    # Seconds per window expected of each precision, relative to the fp32 reference the probe measures first
+    # (OpenVINO fp32 on a CPU, ONNX Runtime CUDA fp32 on a GPU), from this project's measurements (README).
+    expected: tuple[tuple[str, float], ...] = ()
+    # What each precision needs made before it runs (a converted copy, cached), as quantize.py makes it
+    preparation: tuple[tuple[str, str], ...] = ()
+
+    def expected_ratio(self, precision: str) -> float:
+        return dict(self.expected).get(precision, 1.0)
+
+    def preparation_of(self, precision: str) -> str:
+        return dict(self.preparation).get(precision, "")
 
 
 DEVICES: dict[str, Device] = {d.name: d for d in (
-    Device("cpu", "ONNX Runtime, CPU", ("fp32", "int8"), False, "onnx", "requirements.txt"),
+    Device("cpu", "ONNX Runtime, CPU", ("fp32", "int8"), False, "onnx", "requirements.txt",
+           expected=(("fp32", 1.1), ("int8", 0.6)), preparation=(("int8", "dynamic-int8"),)),
     Device("openvino", "OpenVINO, CPU", ("fp32", "bf16", "int8"), False, "onnx", "requirements.txt",
-           calibrated=("int8",), cpu_bf16=("bf16",)),
-    Device("cuda", "ONNX Runtime, CUDA", ("fp32", "fp16"), True, "onnx", "requirements-gpu.txt"),
+           calibrated=("int8",), cpu_bf16=("bf16",), expected=(("fp32", 1.0), ("bf16", 0.5), ("int8", 0.35)),
+           preparation=(("bf16", "fp16-ir"), ("int8", "static-int8"))),
+    Device("cuda", "ONNX Runtime, CUDA", ("fp32", "fp16"), True, "onnx", "requirements-gpu.txt",
+           expected=(("fp32", 1.0), ("fp16", 0.5)), preparation=(("fp16", "fp16-graph"),)),
     Device("tensorrt", "ONNX Runtime, TensorRT", ("fp32", "fp16"), True, "onnx",
-           "requirements-gpu.txt and TensorRT"),
+           "requirements-gpu.txt and TensorRT", expected=(("fp32", 0.8), ("fp16", 0.3)),
+           preparation=(("fp32", "tensorrt-engine"), ("fp16", "tensorrt-engine"))),
     Device("torch-cuda", "this package's PyTorch model on a CUDA GPU, SDPA attention", ("bf16", "fp16", "fp32"), True,
-           "checkpoint", "a CUDA build of PyTorch"),
+           "checkpoint", "a CUDA build of PyTorch", expected=(("bf16", 0.5), ("fp16", 0.5), ("fp32", 1.0))),
 )}
 PRECISIONS = tuple(dict.fromkeys(p for d in DEVICES.values() for p in d.precisions))
 

@@ -31,6 +31,7 @@ from .pipeline import Finished, run_pipeline
 from .scoring import ScoreBook, score_image
 
 IMAGES_PER_CALL = 2  # images per actor call: small, so results stream back and a lost actor redoes little
+ACTORS_START_S = 600  # how long the whole pool may take to start before the first image is handed out
 
 
 def _cfg_from_json(doc: dict) -> WindowConfig:
@@ -194,6 +195,15 @@ def start_ray(address: str | None, log=print):
     return ray
 
 
+def _started(ray, batches: Iterator, actors: int) -> Iterator:
+    """The batches, with Ray's time-out while starting the actor pool turned into one line."""
+    try:
+        yield from batches
+    except ray.exceptions.GetTimeoutError:
+        raise SegmenterError(f"Ray could not start {actors} actors within {ACTORS_START_S} s; ask for fewer actors "
+                             "or add nodes") from None
+
+
 def ray_evaluate(plans: list[ImagePlan], spec, cfg: WindowConfig, model_path: Path, device: str, precision: str,
                  threads: int | None, batch_size: int, actors: int, address: str | None, pred_dir: Path | None = None,
                  journal: Journal | None = None, book: ScoreBook | None = None, keep_labels: bool = False,
@@ -210,14 +220,20 @@ def ray_evaluate(plans: list[ImagePlan], spec, cfg: WindowConfig, model_path: Pa
     if not rows:
         return book
     gpus = is_gpu(device)
-    threads = threads or (1 if gpus else max(1, int(ray.cluster_resources().get("CPU", 1)) // actors))
+    resources = ray.cluster_resources()
+    threads = threads or (1 if gpus else max(1, int(resources.get("CPU", 1)) // actors))
+    fits = (resources.get("GPU", 0) if gpus else resources.get("CPU", 0) / threads) >= actors
+    # Where the cluster has room for the whole pool, every actor is started before the first image is handed out,
+    # so that the work is spread over all of them rather than taken by the first to be ready.
+    ray.data.DataContext.get_current().wait_for_min_actors_s = ACTORS_START_S if fits else -1
     dataset = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // IMAGES_PER_CALL)))
     files = [(model_path.name, model_path)]
     if model_path.suffix == ".xml":  # an OpenVINO IR: its weights beside it
         files.append((model_path.with_suffix(".bin").name, model_path.with_suffix(".bin")))
     refs = [(name, [ray.put(f.read_bytes())]) for name, f in files]  # held here: restarted actors fetch them again
     scored = dataset.map_batches(  # Ray Data restarts a dead actor and retries its batch by default
-        scorer, batch_size=IMAGES_PER_CALL, compute=ray.data.ActorPoolStrategy(size=actors),
+        scorer, batch_size=IMAGES_PER_CALL, compute=ray.data.ActorPoolStrategy(
+            size=actors, max_tasks_in_flight_per_actor=1),  # a call at a time: the next goes to an idle actor
         num_gpus=1 if gpus else 0, num_cpus=0 if gpus else threads,
         fn_constructor_kwargs=dict(model_files=refs, device=device, precision=precision, threads=threads,
                                    batch_size=batch_size, cfg_json=cfg.to_json(), dataset=spec.name,
@@ -227,7 +243,7 @@ def ray_evaluate(plans: list[ImagePlan], spec, cfg: WindowConfig, model_path: Pa
     per_node: dict[str, int] = {}
     k = spec.n_cls
     with progress(total=len(rows), desc="evaluate on Ray", unit="img") as bar:
-        for batch in scored.iter_batches(batch_size=None, batch_format="numpy"):
+        for batch in _started(ray, scored.iter_batches(batch_size=None, batch_format="numpy"), actors):
             for row, flat, png, image_file, gt_file, error, node in zip(
                     batch["row"], batch["confusion"], batch["labels_png"], batch["image_file"], batch["gt_file"],
                     batch["error"], batch["node"]):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import SegmenterError
 from ..files import content_key, derived_files, file_sha256, probe_write
+from ..system import release_memory
 from .variant import Variant
 
 EXPORT_VERSION = 2  # bump when the exported graph changes for the same checkpoint
@@ -63,6 +64,8 @@ def exported_model(checkpoint: Path, variant: Variant, input_size: tuple[int, in
         model, _ = load_model(checkpoint, variant)
         log(f"exporting {checkpoint} at {input_size[0]}x{input_size[1]} into the cache {target.parent}")
         export_onnx(model, tmps[0], input_size, log=log, dynamic_hw=dynamic)
+        del model
+        release_memory()  # the PyTorch model is gone before any engine compiles
 
     return derived_files(target, (".onnx",), export, source, f"export of {checkpoint.name}", log,
                          prune=False, reuse_note=f"using the export of {checkpoint} cached in {target}")

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import math
+import os
 import pickle
 import re
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,6 +206,23 @@ def make_variant_dict(size: str = "tiny", *, n_cls: int = 19, image_size: int = 
     }
 
 
+def save_checkpoint(obj: dict, path: str | Path) -> Path:
+    """torch.save(obj, path) atomically; the archive inside is named after path, whatever the temporary file's name.
+
+    torch.save names the zip's top folder after the file it writes, so saving straight to a temporary file
+    would make the bytes depend on that name (and the process id in it).
+    """
+    path = Path(path)
+
+    def write(tmp: str) -> None:
+        with tempfile.TemporaryDirectory(prefix=".save.", dir=Path(tmp).parent) as folder:
+            torch.save(obj, Path(folder) / path.name)
+            os.replace(Path(folder) / path.name, tmp)
+
+    atomic_write(path, write)
+    return path
+
+
 def save_released_format(out_dir: str | Path, model: Segmenter, variant: dict, epoch: int = 0) -> Path:
     """Write `checkpoint.pth` + `variant.yml` as the upstream training code does; returns the checkpoint path."""
     out_dir = Path(out_dir)
@@ -222,7 +241,7 @@ def save_released_format(out_dir: str | Path, model: Segmenter, variant: dict, e
         "lr_scheduler": {"base_lrs": [0.001], "last_epoch": epoch, "power": 0.9, "min_lr": 1e-05},
         "epoch": epoch,
     }
-    atomic_write(out_dir / "checkpoint.pth", lambda tmp: torch.save(ckpt, tmp))
+    save_checkpoint(ckpt, out_dir / "checkpoint.pth")
     atomic_write(out_dir / "variant.yml", lambda tmp: Path(tmp).write_text(yaml.dump(variant)))
     return out_dir / "checkpoint.pth"
 

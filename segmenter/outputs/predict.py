@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from ..data.datasets import DatasetSpec
-from ..data.images import IMAGE_SUFFIXES, header_size, load_image, same_shape_windows, take_census, write_image
+from ..data.images import IMAGE_SUFFIXES, Census, header_size, load_image, same_shape_windows, take_census, write_image
 from ..data.plan import ImagePlan, WindowConfig
 from ..engines.backends import Engine
 from ..errors import SegmenterError
@@ -144,25 +144,34 @@ def check_outputs(sources: list[Source], out_dir: Path, save: tuple[str, ...], f
                                      f"{inputs[os.path.realpath(target)]}; choose an output folder outside the inputs")
 
 
-def check_memory_of(sources: list[Source], cfg: WindowConfig, n_cls: int) -> None:
-    """Refuse, before any work, inputs whose largest image or frame cannot be merged in the memory available
-    (files that cannot be read are left to be reported when they are reached)."""
-    paths, sizes = [], []
+def input_census(sources: list[Source], cfg: WindowConfig, limit: int | None = None) -> tuple[Census | None, int]:
+    """The census of the inputs' images and first video frames (None when none can be read), and the windows the
+    run will infer: every image's, and every video frame's (frame counts from the containers), up to `limit`
+    images and frames. Files that cannot be read are left to be reported when they are reached."""
+    paths, sizes, items = [], [], []
     for source in sources:
         try:
             if source.video:
                 capture = cv2.VideoCapture(str(source.path))
                 hw = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+                count = max(1, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
                 capture.release()
             else:
-                hw = header_size(source.path)
+                hw, count = header_size(source.path), 1
         except SegmenterError:
             continue
         if min(hw) > 0:
             paths.append(source.path)
             sizes.append(hw)
-    if paths:
-        take_census(paths, cfg, sizes=sizes).check_memory(n_cls)
+            items.append(count)
+    if not paths:
+        return None, 0
+    census = take_census(paths, cfg, sizes=sizes)
+    windows, left = 0, limit if limit is not None else sum(items)
+    for plan, count in zip(census.plans, items):
+        windows += plan.n_windows * min(count, left)
+        left -= min(count, left)
+    return census, windows
 
 
 def first_frame_windows(sources: list[Source], cfg: WindowConfig) -> np.ndarray:
