@@ -90,17 +90,20 @@ def same_shape_windows(bgr: np.ndarray, plan: ImagePlan, cfg: WindowConfig, limi
     full, first = [], None
     for windows in view_windows(bgr, plan, cfg):
         if first is None:
-            first = _spread(windows, limit)
+            first = spread(windows, limit)
         if windows.shape[2:] == (cfg.window_size, cfg.window_size):
-            full.append(_spread(windows, limit))
+            full.append(spread(windows, limit))
         del windows
-    return _spread(np.concatenate(full) if full else first, limit)
+    return spread(np.concatenate(full) if full else first, limit)
 
 
-def _spread(windows: np.ndarray, limit: int | None) -> np.ndarray:
-    if limit is None or len(windows) <= limit:
-        return windows
-    return windows[np.linspace(0, len(windows) - 1, limit).astype(int)].copy()
+def spread(items, n: int | None):
+    """n of the items (a list, or an array along its first axis) evenly spread over them; all if fewer or n is
+    None. An array's picks are a copy, so the array they came from can be freed."""
+    if n is None or len(items) <= n:
+        return items
+    picks = np.linspace(0, len(items) - 1, n).astype(int)
+    return items[picks] if isinstance(items, np.ndarray) else [items[i] for i in picks]
 
 
 def header_size(path: str | Path) -> tuple[int, int]:

@@ -250,10 +250,10 @@ def choose_engine(device: str, precision: str, open_engine: Callable[[str, str],
     plans = []
     for pair in pairs:
         if _name(pair) not in measured:
-            expected = expected_seconds(pair, measured, reference)
             make, refusal = preparation(pair[0], pair[1], t_ref)
-            plans.append((make + measuring_cost(expected, opening), pair, expected, make, refusal))
-    for _, pair, _, make, refusal in sorted(plans, key=lambda plan: plan[0]):
+            estimate = make + measuring_cost(expected_seconds(pair, measured, reference), opening)
+            plans.append((estimate, pair, make, refusal))
+    for _, pair, make, refusal in sorted(plans, key=lambda plan: plan[0]):
         if refusal:
             skipped[_name(pair)] = refusal
             continue
@@ -298,7 +298,7 @@ def choose_engine(device: str, precision: str, open_engine: Callable[[str, str],
     return Choice(best_pair[0], best_pair[1], engine, explanation)
 
 
-def _open_or_skip(runner: Probe, pair: tuple[str, str], calls: int, log) -> dict | None:
+def _open_or_skip(runner: Probe, pair: tuple[str, str], calls: Callable[[float], int], log) -> dict | None:
     try:
         return runner.measure(pair, calls)
     except SegmenterError as exc:

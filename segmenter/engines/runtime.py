@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.arrays import read_window_file
-from ..data.images import read_image, same_shape_windows, take_census
+from ..data.images import read_image, same_shape_windows, spread, take_census
 from ..data.plan import ImagePlan, WindowConfig
 from ..defaults import CALIBRATION_IMAGES, calibration_windows
 from ..errors import SegmenterError
@@ -34,14 +34,7 @@ def image_windows(paths: list[Path], cfg: WindowConfig, limit: int) -> list[np.n
         plan = ImagePlan.for_image(path.name, "x", path, "", bgr.shape[:2], cfg)
         per_image.append(same_shape_windows(bgr, plan, cfg, share))
     windows = [w[k] for k in range(max(len(w) for w in per_image)) for w in per_image if k < len(w)]  # round robin
-    return [windows[i] for i in np.linspace(0, len(windows) - 1, min(limit, len(windows))).astype(int)]
-
-
-def spread(items: list, n: int) -> list:
-    """n items evenly spread over the list (all of them if fewer)."""
-    if len(items) <= n:
-        return list(items)
-    return [items[i] for i in np.linspace(0, len(items) - 1, n).astype(int)]
+    return spread(windows, limit)
 
 
 def calibration_from_images(paths: list[Path], cfg: WindowConfig, images: int = CALIBRATION_IMAGES) -> Calibration:
