@@ -72,6 +72,14 @@ try:
     device_record(sys.argv[1], sys.argv[2])
 except SegmenterError as exc:
     sys.exit(str(exc))' "$device" "$precision" 2>&1) || die "--device $device --precision $precision: $offered"
+clash=$(PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" "$python" -c 'import sys
+from segmenter.errors import SegmenterError
+from segmenter.files import refuse_overwrite
+try:
+    refuse_overwrite({"CSV file": sys.argv[1]}, {"model": sys.argv[2], "data root": sys.argv[3] or None,
+                                                 "config": sys.argv[4] or None})
+except SegmenterError as exc:
+    sys.exit(str(exc))' "$csv" "$model" "$data_root" "$cfg_path" 2>&1) || die "--csv $clash"
 if [[ $model != *.onnx ]] && "$python" -c "import ais_bench" 2>/dev/null; then
     engine=ais_bench
 else

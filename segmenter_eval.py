@@ -17,6 +17,7 @@ from segmenter.cli import (
     add_model_flags,
     add_view_flags,
     add_window_flags,
+    model_reads,
     open_model_from_args,
     positive_int,
 )
@@ -59,7 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(args: argparse.Namespace) -> int:
-    check_evaluation_outputs(args.model, args.cfg_path, args.data_root, args.metrics_path, args.pred_dir, args.report,
+    check_evaluation_outputs(model_reads(args), args.data_root, args.metrics_path, args.pred_dir, args.report,
                              args.resume)
     model = open_model_from_args(args)
     print(describe(model.cfg, model.spec))

@@ -16,7 +16,7 @@ from segmenter.engines.runtime import calibration_from_inputs
 from segmenter.engines.table import DEVICES, PRECISIONS, needs_calibration
 from segmenter.errors import SegmenterError, run_cli
 from segmenter.fileroute.aisbench import list_inputs, run_benchmark
-from segmenter.files import ensure_writable_dir
+from segmenter.files import ensure_writable_dir, refuse_overwrite
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,6 +54,9 @@ def main(args: argparse.Namespace) -> int:
     output_dir = None
     if args.output:
         output_dir = Path(args.output) / (args.output_dirname or time.strftime("%Y_%m_%d-%H_%M_%S"))
+        refuse_overwrite({"output folder": output_dir,
+                          "summary": output_dir.parent / f"{output_dir.name}_summary.json"},
+                         {"input folder": args.input, "model": args.model, "calibration folder": args.calibration_dir})
         ensure_writable_dir(output_dir, "output folder")
     calibration = None
     if args.device in DEVICES and needs_calibration(args.device, args.precision):  # calibrated on the data's windows

@@ -38,15 +38,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(args: argparse.Namespace) -> int:
     result_dir, gt_path = Path(args.result_dir), Path(args.gt_path)
     manifest = Path(args.manifest) if args.manifest else manifest_beside(gt_path)
-    refuse_overwrite({"metrics file": args.metrics_path, "prediction folder": args.pred_dir, "report": args.report},
-                     {"gt file": gt_path, "manifest": manifest, "result folder": result_dir,
-                      "inference summary": result_dir.parent / f"{result_dir.name}_summary.json"})
+    outputs = {"metrics file": args.metrics_path, "prediction folder": args.pred_dir, "report": args.report}
+    refuse_overwrite(outputs, {"gt file": gt_path, "manifest": manifest, "result folder": result_dir,
+                               "inference summary": result_dir.parent / f"{result_dir.name}_summary.json"})
     ensure_writable_file(args.metrics_path, "metrics file")
     pred_dir = ensure_writable_dir(args.pred_dir, "prediction folder") if args.pred_dir else None
     if args.report:
         ensure_writable_dir(args.report, "report folder")
     book, layout = run_postprocess(result_dir, gt_path, Path(args.manifest) if args.manifest else None, pred_dir,
-                                   report=bool(args.report))
+                                   report=bool(args.report), outputs=outputs)
     spec = dataset_spec(layout.dataset)
     print(format_report(book.confusion.matrix, spec, layout.cfg.inference))
     scores = write_metrics(args.metrics_path, book.confusion.matrix, spec, layout.cfg.inference)

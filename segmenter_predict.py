@@ -20,13 +20,14 @@ from segmenter.cli import (
     add_model_flags,
     add_view_flags,
     add_window_flags,
+    model_reads,
     open_model_from_args,
     positive_float,
     positive_int,
 )
 from segmenter.data.settings import describe
 from segmenter.errors import SegmenterError, run_cli
-from segmenter.files import ensure_writable_dir
+from segmenter.files import ensure_writable_dir, refuse_overwrite
 from segmenter.outputs.predict import (
     SAVE_KINDS,
     check_outputs,
@@ -68,13 +69,14 @@ def main(args: argparse.Namespace) -> int:
         raise SegmenterError(f"--alpha {args.alpha}: must be at most 1")
     sources = collect_sources(args.input, Path(args.output_dir))
     check_outputs(sources, Path(args.output_dir), save, args.frames)
+    refuse_overwrite({"output folder": args.output_dir}, model_reads(args))
     out_dir = ensure_writable_dir(args.output_dir, "output folder")
     model = open_model_from_args(args)
+    refuse_overwrite({"output folder": out_dir}, model.reads())
     print(describe(model.cfg, model.spec))
-    census, run_windows = input_census(sources, model.cfg, args.limit)
-    if census is not None:
-        census.check_memory(model.spec.n_cls)
-    images = [s.path for s in sources if not s.video]
+    census, run_windows = input_census(sources, model.cfg, args.limit, model.spec.n_cls)  # without images too large
+    readable = {plan.image_path for plan in census.plans} if census is not None else set()
+    images = [s.path for s in sources if not s.video and s.path in readable]  # the probe reads only these
     if images:
         model.resolve_on(images, run_windows)
     elif model.needs_measuring(run_windows):

@@ -42,12 +42,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(args: argparse.Namespace) -> int:
     gt_path = Path(args.gt_path)
-    refuse_overwrite({"gt file": gt_path, "manifest": manifest_beside(gt_path), "bin folder": args.bin_dir},
-                     {"variant": args.cfg_path, "data root": args.data_root})
+    outputs = {"gt file": gt_path, "manifest": manifest_beside(gt_path), "bin folder": args.bin_dir}
+    refuse_overwrite(outputs, {"variant": args.cfg_path, "data root": args.data_root})
     variant, spec, cfg = run_settings(args.cfg_path, args.dataset, args.image_size, args.window_size,
                                       args.window_stride, views_from_args(args))
     print(describe(cfg, spec))
     samples = spec.samples(args.data_root, args.split)
+    refuse_overwrite(outputs, {"variant's files": variant.sources, "images": [s.image_path for s in samples],
+                               "ground truth": [s.gt_path for s in samples]})
     plans = run_preprocess(samples, Path(args.bin_dir), gt_path, cfg, spec, workers=args.workers,
                            split=spec.split_name(args.split), variant=str(Path(args.cfg_path).resolve()))
     windows = sum(p.n_windows for p in plans)

@@ -38,6 +38,7 @@ def main(args: argparse.Namespace) -> int:
     refuse_overwrite({"ONNX file": args.onnx_path}, {"checkpoint": args.checkpoint_path, "variant": args.cfg_path})
     ensure_writable_file(args.onnx_path, "ONNX file")
     model, variant = load_model(args.checkpoint_path, args.cfg_path)
+    refuse_overwrite({"ONNX file": args.onnx_path}, {"description's files": variant.sources})
     input_size = tuple(args.input_size) if args.input_size else variant.model.image_size
     cfg, dynamic = variant.model, not variant.raise_to_window
     print(f"exporting {args.checkpoint_path} ({variant.format} format, {cfg.decoder}, D={cfg.d_model}, "

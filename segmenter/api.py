@@ -13,13 +13,14 @@ segmenter_predict.py over open_model, segmenter_preprocess.py over run_settings.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .data.datasets import DatasetSpec
-from .data.images import same_shape_windows, sample_census, take_census
+from .data.images import header_size, read_image, same_shape_windows, sample_census, take_census
 from .data.plan import SINGLE_SCALE, ImagePlan, View, WindowConfig
 from .data.settings import resolve_dataset, window_config
 from .defaults import BATCH_SIZE, CALIBRATION_IMAGES, WORKERS
@@ -36,13 +37,14 @@ from .engines.runtime import (
 from .engines.table import DEVICES, needs_calibration, opens_checkpoint
 from .errors import SegmenterError
 from .evaluation.evaluate import EngineRoute, RayRoute, check_outputs, evaluate_dataset, open_journal
-from .evaluation.journal import evaluation_fingerprint
+from .evaluation.journal import evaluation_fingerprint, journal_beside
 from .evaluation.metrics import compute_scores, format_report, write_metrics
 from .evaluation.pipeline import Finished, Job, run_pipeline
 from .evaluation.scoring import ScoreBook
 from .files import ensure_writable_dir, ensure_writable_file, refuse_overwrite
 from .model.loading import describe_model, read_description
-from .model.variant import Variant, variant_beside
+from .model.variant import Variant
+from .system import check_memory
 
 
 def run_settings(description: str | Path | Variant, dataset: str | None = None, image_size: int | None = None,
@@ -73,12 +75,18 @@ class Model:
         self.device, self.precision = device, precision
         self.batch_size, self.workers, self.threads = batch_size, workers, threads
         self.calibration, self.calibration_count, self.log = calibration, calibration_count, log
+        self.calibration_images: list[Path] = []  # the files calibration reads, when given (not the data's)
         self._engine: Engine | None = None
         self._decided_for = 0  # windows of the run the `auto` choice was made for
 
     @property
     def classes(self) -> tuple[str, ...]:
         return self.spec.classes
+
+    def reads(self) -> dict:
+        """The files the model was opened from (for the checks that no output overwrites them)."""
+        return {"model": self.path, "model's description": self.variant.sources or self.variant.path,
+                "calibration images": self.calibration_images}
 
     @property
     def resolved(self) -> bool:
@@ -139,15 +147,21 @@ class Model:
         return prepared_model(self.path, self.variant, self.cfg, self.device, self.precision, self.calibration,
                               self.log)
 
-    def segment(self, image: np.ndarray, rgb: bool = False, scores: bool = False):
+    def segment(self, image: np.ndarray | str | Path, rgb: bool = False, scores: bool = False):
         """Class indices of an image: (H, W) uint8 at the image's own size.
 
-        `image` is (H, W, 3) uint8, BGR as OpenCV reads it (`rgb=True` for RGB, as PIL gives it), or (H, W)
-        grayscale. With `scores=True`, also (K, H, W) float32: the merged window logits for a single view,
-        the mean class probabilities for several.
+        `image` is (H, W, 3) uint8, BGR as OpenCV reads it (`rgb=True` for RGB, as PIL gives it), (H, W)
+        grayscale, or the path of an image file. With `scores=True`, also (K, H, W) float32: the merged window
+        logits for a single view, the mean class probabilities for several.
         """
-        bgr = _as_bgr(image, rgb)
-        plan = ImagePlan.for_image("image", "image", "", "", bgr.shape[:2], self.cfg)
+        is_path = isinstance(image, (str, os.PathLike))
+        bgr = None if is_path else _as_bgr(image, rgb)
+        hw = header_size(image) if is_path else bgr.shape[:2]
+        plan = ImagePlan.for_image("image", "image", "", "", hw, self.cfg)
+        check_memory(plan.merge_bytes(self.spec.n_cls), f"{image if is_path else 'an image'} ({hw[0]}x{hw[1]}, "
+                     f"{plan.n_windows} windows): merging its windows")  # before any pixel is decoded
+        if bgr is None:
+            bgr = read_image(image)
         if self.needs_measuring(plan.n_windows):
             self.resolve(same_shape_windows(bgr, plan, self.cfg), plan.n_windows)
         done: list[Finished] = []
@@ -157,9 +171,13 @@ class Model:
 
 
 def _as_bgr(image: np.ndarray, rgb: bool) -> np.ndarray:
-    image = np.asarray(image)
+    if not isinstance(image, np.ndarray):
+        raise SegmenterError(f"expected an image array ((H, W, 3) uint8) or an image file's path, got "
+                             f"{type(image).__name__}")
     if image.dtype != np.uint8:
         raise SegmenterError(f"expected a uint8 image, got {image.dtype}")
+    if image.ndim in (2, 3) and min(image.shape[:2]) == 0:
+        raise SegmenterError(f"an empty image (shape {image.shape}): nothing to segment")
     if image.ndim == 2:
         return np.ascontiguousarray(np.repeat(image[:, :, None], 3, axis=2))
     if image.ndim != 3 or image.shape[2] not in (3, 4):
@@ -187,8 +205,10 @@ def open_model(model: str | Path, cfg_path: str | Path | None = None, *, dataset
                                       window_stride, views, log)
     calibration = calibration_from_images([Path(p) for p in calibration_images], cfg, calibration_count) \
         if calibration_images else None
-    return Model(model, variant, spec, cfg, device, precision, batch_size, workers, threads, calibration,
-                 calibration_count, log)
+    opened = Model(model, variant, spec, cfg, device, precision, batch_size, workers, threads, calibration,
+                   calibration_count, log)
+    opened.calibration_images = [Path(p) for p in calibration_images or ()]
+    return opened
 
 
 @dataclass
@@ -208,13 +228,14 @@ class Evaluation:
         return format_report(self.confusion, self.spec, self.metrics["inference"])
 
 
-def check_evaluation_outputs(model: str | Path, cfg_path: str | Path | None, data_root: str | Path,
-                             metrics_path: str | Path | None, pred_dir: str | Path | None,
-                             report: str | Path | None, resume: bool) -> None:
-    """Before any work: every output writable, none an input or another output, the journal's place free."""
-    model = Path(model)
-    refuse_overwrite({"metrics file": metrics_path, "prediction folder": pred_dir, "report": report},
-                     {"model": model, "variant": cfg_path or variant_beside(model), "data root": data_root})
+def check_evaluation_outputs(reads: dict, data_root: str | Path, metrics_path: str | Path | None,
+                             pred_dir: str | Path | None, report: str | Path | None, resume: bool) -> None:
+    """Before any work: every output writable, none an input or another output (nor inside or holding one: `reads`
+    are the model's files, as Model.reads gives them), the journal's place free."""
+    outputs = {"metrics file": metrics_path, "prediction folder": pred_dir, "report": report}
+    if metrics_path and resume:
+        outputs["journal"] = journal_beside(metrics_path)
+    refuse_overwrite(outputs, {**reads, "data root": data_root})
     check_outputs(metrics_path, pred_dir, report, resume)
     if metrics_path:
         ensure_writable_file(metrics_path, "metrics file")
@@ -232,9 +253,11 @@ def evaluate(model: Model, data_root: str | Path, split: str | None = None, *, m
     log = model.log
     if resume and not metrics_path:
         raise SegmenterError("resuming keeps a journal beside the metrics file: give a metrics path")
-    check_evaluation_outputs(model.path, model.variant.path, data_root, metrics_path, pred_dir, report, resume)
+    check_evaluation_outputs(model.reads(), data_root, metrics_path, pred_dir, report, resume)
     spec, cfg = model.spec, model.cfg
     samples = spec.samples(data_root, split)
+    refuse_overwrite({"metrics file": metrics_path, "prediction folder": pred_dir, "report": report},
+                     {"images": [s.image_path for s in samples], "ground truth": [s.gt_path for s in samples]})
     census = sample_census(samples, cfg)
     model.resolve_on([s.image_path for s in samples], census.windows)
     uses_calibration = needs_calibration(model.device, model.precision)

@@ -174,6 +174,15 @@ def calibration_dir_images(args: argparse.Namespace) -> list | None:
     return found
 
 
+def model_reads(args: argparse.Namespace) -> dict:
+    """What the model flags name to read, before the model is opened: its file, its description (the variant
+    beside it by default) and --calibration-dir."""
+    from .model.variant import variant_beside
+
+    return {"model": args.model, "model's description": args.cfg_path or variant_beside(args.model),
+            "calibration folder": getattr(args, "calibration_dir", None)}
+
+
 def open_model_from_args(args: argparse.Namespace):
     """The model the model, window, view and engine flags ask for (api.open_model)."""
     from .api import open_model

@@ -7,11 +7,12 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator, Union
 
 from .errors import SegmenterError
 
@@ -76,17 +77,34 @@ def ensure_writable_dir(path: str | Path, what: str = "output folder") -> Path:
     return path
 
 
-def refuse_overwrite(outputs: dict[str, str | Path | None], inputs: dict[str, str | Path | None]) -> None:
-    """No output path of a run may be one of its input files or folders."""
-    resolved = {what: Path(os.path.realpath(p)) for what, p in inputs.items() if p is not None}
+Paths = Union[str, Path, None, Iterable[Union[str, Path]]]  # one path, or several
+
+
+def _real_paths(paths) -> list[tuple[str, str]]:
+    """(as given, real path) of one path or of each of several."""
+    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths or ())
+    return [(str(p), os.path.realpath(p)) for p in items if p is not None and str(p)]
+
+
+def refuse_overwrite(outputs: dict[str, str | Path | None], inputs: dict[str, Paths]) -> None:
+    """No output of a run may be, or lie inside, a file or folder the run reads, and no output folder may hold one:
+    compared by real path (symlinks and `..` resolved), before any work. `inputs` values are a path or several
+    (a config's _base_ files, every image and ground truth of a data set)."""
+    read = [(what, given, real) for what, paths in inputs.items() for given, real in _real_paths(paths)]
     for out_what, out in outputs.items():
-        if out is None:
+        if out is None or not str(out):
             continue
-        target = Path(os.path.realpath(out))
-        for in_what, source in resolved.items():
+        target = os.path.realpath(out)
+        for in_what, given, source in read:
             if target == source:
-                raise SegmenterError(f"{out}: the {out_what} would overwrite the {in_what} ({source}) "
-                                     "read by this run; choose another path")
+                raise SegmenterError(f"{out}: the {out_what} would overwrite the {in_what} ({given}) read by this "
+                                     "run; choose another path")
+            if target.startswith(source.rstrip(os.sep) + os.sep):
+                raise SegmenterError(f"{out}: the {out_what} lies inside the {in_what} ({given}) read by this run; "
+                                     "choose a path outside it")
+            if source.startswith(target.rstrip(os.sep) + os.sep):
+                raise SegmenterError(f"{out}: the {out_what} holds the {in_what} ({given}) read by this run, which "
+                                     "writing into it could overwrite; choose another folder")
 
 
 def pid_alive(pid: int) -> bool:
@@ -148,6 +166,36 @@ class FileDigest:
         return [self.path, self.size, self.sha256]
 
 
+def check_regular(path: str | Path, what: str = "file") -> Path:
+    """A path that names a regular file (symlinks followed): a folder, FIFO, device or socket would block or read
+    without end; errors name the path."""
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise SegmenterError(f"{path}: {what} not found") from None
+    except OSError as exc:
+        raise SegmenterError(f"{path}: {what} cannot be read ({exc.strerror})") from None
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device" if (
+            stat.S_ISCHR(mode) or stat.S_ISBLK(mode)) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
+        raise SegmenterError(f"{path}: the {what} is {kind}; give a regular file")
+    return path
+
+
+def read_regular(path: str | Path, limit: int, what: str = "file") -> bytes:
+    """The bytes of a regular file of at most `limit` bytes; anything else is an error naming the path."""
+    path = check_regular(path, what)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise SegmenterError(f"{path}: {what} cannot be read ({exc.strerror})") from None
+    if len(data) > limit:
+        raise SegmenterError(f"{path}: the {what} is larger than {limit:,} bytes; not a {what} of this kind")
+    return data
+
+
 def read_digested(path: str | Path) -> tuple[bytes, FileDigest]:
     """A file's bytes, read through Python (any path, any bytes in its name), and their digest."""
     try:
@@ -171,6 +219,30 @@ def file_sha256(path: str | Path, chunk: int = 1 << 24) -> str:
                 digest.update(block)
         _HASHES[key] = digest.hexdigest()
     return _HASHES[key]
+
+
+def _canonical(value) -> object:
+    """A JSON value that is the same for equal values in every process: dict items and set members sorted by their
+    own canonical text (so mixed key types and string hashing do not change the order), tuples as lists, floats
+    by repr."""
+    if isinstance(value, dict):
+        items = [[_canonical(k), _canonical(v)] for k, v in value.items()]
+        return {"dict": sorted(items, key=lambda kv: json.dumps(kv[0]))}
+    if isinstance(value, (set, frozenset)):
+        return {"set": sorted((_canonical(v) for v in value), key=json.dumps)}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, float):
+        return {"float": repr(value)}
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    return {type(value).__name__: repr(value)}
+
+
+def digest_of(value) -> str:
+    """The sha256 of a value built of dicts, lists, tuples, sets and scalars (a config): deterministic across
+    processes and Python hash seeds."""
+    return hashlib.sha256(json.dumps(_canonical(value), separators=(",", ":")).encode()).hexdigest()
 
 
 def content_key(*parts) -> str:

@@ -35,16 +35,17 @@ def test_the_readme_example_runs(tmp_path):
 
 @pytest.mark.parametrize("views", ["single", "multi"])
 def test_segment_equals_the_evaluations_labels(tiny_checkpoint, tmp_path, views):
-    assert run_script("tools/make_dataset.py", "--data-root", tmp_path, "--n-images", 2, "--size", 90, 170
+    data = tmp_path / "data"
+    assert run_script("tools/make_dataset.py", "--data-root", data, "--n-images", 2, "--size", 90, 170
                       ).returncode == 0
     from segmenter.data.plan import make_views
 
     chosen = make_views([0.75, 1.0], flip=True) if views == "multi" else make_views()
     model = open_model(tiny_checkpoint, device="cpu", precision="fp32", views=chosen, log=lambda *_: None)
-    result = evaluate(model, tmp_path, pred_dir=tmp_path / "pred")
+    result = evaluate(model, data, pred_dir=tmp_path / "pred")
     assert result.book.images == 2 and 0 <= result.metrics["mean_iou"] <= 100
     for png in sorted((tmp_path / "pred" / "labels").glob("*.png")):
-        image = next(tmp_path.rglob(f"{png.stem}.png"))
+        image = next(data.rglob(f"{png.stem}.png"))
         bgr = cv2.imread(str(image))
         labels, scores = model.segment(bgr, scores=True)
         assert (labels == cv2.imread(str(png), cv2.IMREAD_UNCHANGED)).all()
@@ -77,3 +78,23 @@ def test_auto_is_decided_again_for_a_longer_run(monkeypatch):
     fixed = open_model(ROOT / "models" / "demo" / "checkpoint.pth", device="cpu", precision="fp32")
     fixed.resolve(probe, 10_000)
     assert len(asked) == 2  # given device and precision: never measured
+
+
+def test_segment_takes_a_path_and_refuses_what_it_cannot_segment(tiny_checkpoint, tmp_path, monkeypatch):
+    from segmenter.errors import SegmenterError
+
+    model = open_model(tiny_checkpoint, device="cpu", precision="fp32", log=lambda *_: None)
+    image = np.random.default_rng(0).integers(0, 255, (70, 90, 3), np.uint8)
+    cv2.imwrite(str(tmp_path / "photo.png"), image)
+    labels = model.segment(image)
+    assert (model.segment(str(tmp_path / "photo.png")) == labels).all()  # a path is read as OpenCV reads it
+    assert (model.segment(tmp_path / "photo.png") == labels).all()
+    for bad, says in ((np.zeros((0, 5, 3), np.uint8), "an empty image"), ([[1, 2]], "expected an image array"),
+                      (np.zeros((4, 4, 3), np.float32), "expected a uint8 image")):
+        with pytest.raises(SegmenterError, match=says):
+            model.segment(bad)
+    import segmenter.system
+
+    monkeypatch.setattr(segmenter.system, "available_memory", lambda: 1 << 20)  # 1 MiB: no merge fits
+    with pytest.raises(SegmenterError, match="photo.png .70x90, .* merging its windows needs about"):
+        model.segment(tmp_path / "photo.png")

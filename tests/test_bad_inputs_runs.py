@@ -170,13 +170,6 @@ def image_too_large_to_merge_stream(w):
     return evaluate(w)
 
 
-@case("20000x20000", "merging its windows", "GiB of memory", unwritten=("out",))
-def image_too_large_to_merge_predict(w):
-    huge_image(w, (20000, 20000))
-    return run_script("segmenter_predict.py", "--model", w / "model.onnx", "--cfg-path", w / "model" / "variant.yml",
-                      "--input", w / "data", "--output-dir", w / "out", "--device", "cpu", "--precision", "fp32")
-
-
 @case("--scales 100", "at most 4")
 def scale_of_a_hundred(w):
     return evaluate(w, "--scales", "100", "--dry-run")

@@ -163,6 +163,26 @@ DAMAGED_CHOICES = {
     "slower than fp32": '{"device": "cpu", "precision": "fp32", "seconds_per_window": 2.0, "measured": '
                         '{"cpu fp32": {"seconds_per_window": 1.2, "agreement": 1}, "openvino fp32": '
                         '{"seconds_per_window": 1.0, "agreement": 1}}, "skipped": {}}',
+    # entries of the wrong type
+    "seconds as text": '{"device": "openvino", "precision": "int8", "seconds_per_window": "0.3", "measured": {}, '
+                       '"skipped": {}}',
+    "seconds as a bool": '{"device": "openvino", "precision": "int8", "seconds_per_window": true, "measured": {}, '
+                         '"skipped": {}}',
+    "seconds NaN": '{"device": "openvino", "precision": "int8", "seconds_per_window": NaN, "measured": {}, '
+                   '"skipped": {}}',
+    "negative seconds": '{"device": "openvino", "precision": "int8", "seconds_per_window": -1, "measured": {}, '
+                        '"skipped": {}}',
+    "a device as a number": '{"device": 3, "precision": "int8", "seconds_per_window": 0.3, "measured": {}, '
+                            '"skipped": {}}',
+    "measured as a list": '{"device": "openvino", "precision": "int8", "seconds_per_window": 0.3, "measured": [], '
+                          '"skipped": {}}',
+    "agreement above one": '{"device": "openvino", "precision": "int8", "seconds_per_window": 0.3, "measured": '
+                           '{"openvino int8": {"seconds_per_window": 0.3, "agreement": 7}}, "skipped": {}}',
+    "open seconds as text": '{"device": "openvino", "precision": "int8", "seconds_per_window": 0.3, "measured": '
+                            '{"openvino int8": {"seconds_per_window": 0.3, "agreement": 1, "open_seconds": "x"}}, '
+                            '"skipped": {}}',
+    "a skipped reason as a number": '{"device": "openvino", "precision": "int8", "seconds_per_window": 0.3, '
+                                    '"measured": {}, "skipped": {"cpu int8": 4}}',
 }
 
 
@@ -247,13 +267,13 @@ def test_openvino_bf16_reads_fp16_weights(tiny, tmp_path, monkeypatch):
 def test_torch_engine_equals_onnxruntime(tiny):
     from segmenter.engines.torch_engine import TorchEngine
 
-    _, ckpt, variant, windows, reference = tiny
+    folder, ckpt, variant, windows, reference = tiny
     fp32 = TorchEngine(ckpt, variant, "cpu", "fp32")(np.stack(windows))
     assert fp32.dtype == np.float32 and np.abs(fp32 - reference).max() < 1e-3
     bf16 = TorchEngine(ckpt, variant, "cpu", "bf16")(np.stack(windows))
     assert np.mean(bf16.argmax(1) == reference.argmax(1)) > 0.9
     with pytest.raises(SegmenterError, match="runs a checkpoint"):
-        TorchEngine(Path(ckpt).with_suffix(".onnx"), variant, "cpu")
+        TorchEngine(folder / "m.onnx", variant, "cpu")
 
 
 def test_eval_and_infer_with_static_int8(tiny, tmp_path):

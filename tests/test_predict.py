@@ -24,6 +24,18 @@ def write_video(path: Path, frames: int, hw=(48, 64), fps: float = 12.5) -> None
     writer.release()
 
 
+def png_header(hw: tuple[int, int]) -> bytes:
+    """The first 33 bytes of a PNG whose header declares hw, and an IEND: no pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", hw[1], hw[0], 8, 2, 0, 0, 0)) + \
+        chunk(b"IEND", b"")
+
+
 @pytest.fixture(scope="module")
 def user_files(tmp_path_factory) -> Path:
     """A folder tree as a user has one: equal names in two folders, odd formats, a broken file, two videos."""
@@ -45,6 +57,7 @@ def user_files(tmp_path_factory) -> Path:
     upright.save(buffer, "JPEG", exif=exif.tobytes())
     (root / "rotated.jpg").write_bytes(buffer.getvalue())
     (root / "broken.jpg").write_bytes(b"this is not a JPEG")
+    (root / "huge.png").write_bytes(png_header((200_000, 200_000)))  # 45 bytes declaring 40 gigapixels
     write_video(root / "one.mp4", 1)
     write_video(root / "ten.mp4", 10)
     return root
@@ -60,8 +73,9 @@ def predicted(user_files, tiny_checkpoint, tmp_path_factory):
 
 def test_every_readable_file_is_segmented(predicted, user_files):
     proc, out = predicted
-    assert proc.returncode == 1  # the broken file
-    assert "error: 1 of 11 inputs could not be read" in proc.stderr and "broken.jpg" in proc.stderr
+    assert proc.returncode == 1  # the broken file, and the header declaring an image too large to merge
+    assert "error: 2 of 12 inputs could not be read" in proc.stderr and "broken.jpg" in proc.stderr
+    assert "huge.png (200000x200000, " in proc.stderr and "GiB of memory" in proc.stderr
     expected_sizes = {"street/same": (70, 130), "park/same": (70, 130), "gray": (60, 90), "rgba": (50, 100),
                       "deep": (40, 70), "flat": (45, 66), "old": (30, 30), "rotated": (80, 40)}
     for rel, hw in expected_sizes.items():
@@ -71,7 +85,7 @@ def test_every_readable_file_is_segmented(predicted, user_files):
         assert labels.shape == hw and labels.dtype == np.uint8 and labels.max() < 19, rel  # the original size
         colour = cv2.imread(str(out / f"{rel}_color.png"))
         assert colour.shape == (*hw, 3)
-    assert not list(out.glob("broken*"))
+    assert not list(out.glob("broken*")) and not list(out.glob("huge*"))
     a, b = (cv2.imread(str(out / f"{f}/same_overlay.png")) for f in ("street", "park"))
     assert a is not None and b is not None  # equal names in two folders: both kept
 
@@ -148,3 +162,19 @@ def test_auto_measures_for_the_windows_of_the_run(tiny_checkpoint, tmp_path):
                           env={"SEGMENTER_CACHE_DIR": str(tmp_path / f"cache{limit}")})  # measured each time
         assert proc.returncode == 0, proc.stderr
         assert f"pay for itself in {windows} windows" in proc.stdout, proc.stdout
+
+
+def test_auto_passes_over_unreadable_inputs(tiny_checkpoint, tmp_path):
+    """With the default auto, the probe and calibration read only inputs that can be read: the broken ones (here
+    first in order) are named at the end and the rest segmented, exit status 1."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "0_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (inputs / "1_huge.png").write_bytes(png_header((300_000, 300_000)))
+    cv2.imwrite(str(inputs / "a.png"), np.full((64, 128, 3), 90, np.uint8))
+    proc = run_script("segmenter_predict.py", "--model", tiny_checkpoint, "--input", inputs, "--output-dir",
+                      tmp_path / "out", "--save", "labels", env={"SEGMENTER_CACHE_DIR": str(tmp_path / "cache")})
+    assert proc.returncode == 1, proc.stderr
+    assert "error: 2 of 3 inputs could not be read" in proc.stderr
+    assert "0_broken.png" in proc.stderr and "1_huge.png" in proc.stderr
+    assert (tmp_path / "out" / "a_labels.png").is_file() and "auto:" in proc.stdout

@@ -19,10 +19,11 @@ import yaml
 from segmenter.cli import ArgumentParser
 from segmenter.data.settings import resolve_dataset
 from segmenter.errors import SegmenterError, run_cli
-from segmenter.files import atomic_write, ensure_writable_dir
+from segmenter.files import atomic_write, ensure_writable_dir, refuse_overwrite
 from segmenter.model.checkpoint import save_checkpoint
 from segmenter.model.convert import mmseg_checkpoint, release_state, release_variant
 from segmenter.model.loading import load_model
+from segmenter.model.variant import variant_beside
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -35,7 +36,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "variant.yml beside it.")
     parser.add_argument("--out-dir", required=True,
                         help="Folder to write the other format into: checkpoint.pth (and variant.yml for the release "
-                             "format).")
+                             "format). It may not hold the checkpoint or its config.")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="Replace a checkpoint.pth or variant.yml already in the output folder (refused without).")
     return parser.parse_args(argv)
 
 
@@ -46,10 +49,16 @@ def max_difference(a, b, size: int) -> float:
 
 
 def main(args: argparse.Namespace) -> int:
-    out = ensure_writable_dir(args.out_dir, "output folder")
-    if Path(args.checkpoint).resolve().parent == out.resolve():
-        raise SegmenterError(f"{out}: the output folder holds the checkpoint to convert; choose another one")
+    reads = {"checkpoint": args.checkpoint, "config": args.cfg_path or variant_beside(args.checkpoint)}
+    refuse_overwrite({"output folder": args.out_dir}, reads)
+    out = Path(args.out_dir)
+    existing = [out / name for name in ("checkpoint.pth", "variant.yml") if (out / name).exists()]
+    if existing and not args.overwrite:
+        raise SegmenterError(f"{existing[0]}: already exists; choose an empty output folder, or give --overwrite to "
+                             "replace it")
     model, variant = load_model(args.checkpoint, args.cfg_path)
+    refuse_overwrite({"output folder": out}, {"config's files": variant.sources})
+    out = ensure_writable_dir(out, "output folder")
     spec = resolve_dataset(variant)
     if variant.format == "mmseg":
         doc, notes = release_variant(variant, spec.name)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +109,16 @@ class Choice:
     explanation: str = ""
 
 
+def _seconds(value, zero: bool = False) -> bool:
+    """A positive (or, with zero, non-negative) finite number of seconds; not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and (
+        value >= 0 if zero else value > 0)
+
+
+def _fraction(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0
+
+
 def read_cached_choice(path: Path, pairs: list[tuple[str, str]]) -> tuple[dict | None, str]:
     """The cached record, or (None, why it cannot be used; empty when there is none).
 
@@ -122,16 +133,21 @@ def read_cached_choice(path: Path, pairs: list[tuple[str, str]]) -> tuple[dict |
         return None, f"is unreadable ({str(exc)[:80]})"
     if not isinstance(found, dict):
         return None, f"holds a JSON {type(found).__name__}, not a choice"
-    for key, kind in (("device", str), ("precision", str), ("seconds_per_window", (int, float)),
-                      ("measured", dict), ("skipped", dict)):
-        if not isinstance(found.get(key), kind) or isinstance(found.get(key), bool):
-            return None, f"lacks a valid '{key}'"
+    if not (isinstance(found.get("device"), str) and isinstance(found.get("precision"), str)):
+        return None, "lacks a valid 'device' or 'precision'"
+    if not _seconds(found.get("seconds_per_window")):
+        return None, "lacks a valid 'seconds_per_window'"
+    measured, skipped = found.get("measured"), found.get("skipped")
+    if not isinstance(measured, dict) or not isinstance(skipped, dict):
+        return None, "lacks a valid 'measured' or 'skipped'"
     if (found["device"], found["precision"]) not in pairs:
         return None, f"names {found['device']} {found['precision']}, not installed or offered here"
-    measured = found["measured"]
-    if not all(isinstance(r, dict) and isinstance(r.get("seconds_per_window"), (int, float)) and
-               isinstance(r.get("agreement"), (int, float)) for r in measured.values()):
-        return None, "holds a measurement without seconds or agreement"
+    if not all(isinstance(r, dict) and _seconds(r.get("seconds_per_window")) and _fraction(r.get("agreement"))
+               and (r.get("open_seconds") is None or _seconds(r["open_seconds"], zero=True))
+               for r in measured.values()):
+        return None, "holds a measurement without valid seconds or agreement"
+    if not all(isinstance(v, str) for v in skipped.values()):
+        return None, "holds a skipped candidate without a reason"
     fp32 = [r["seconds_per_window"] for name, r in measured.items() if name.endswith(" fp32")]
     if fp32 and found["seconds_per_window"] > min(fp32):
         return None, (f"names {found['device']} {found['precision']} at {found['seconds_per_window']:.3g} s/window, "

@@ -16,6 +16,7 @@ from ..defaults import CALIBRATION_IMAGES, calibration_windows
 from ..errors import SegmenterError
 from ..files import content_key, file_sha256
 from ..model.cache import cache_dir, exported_model
+from ..model.checkpoint import is_checkpoint
 from ..model.variant import Variant
 from ..system import available_memory
 from .autotune import Choice, choose_engine
@@ -26,13 +27,20 @@ from .table import DEVICES, needs_calibration, opens_checkpoint
 
 def image_windows(paths: list[Path], cfg: WindowConfig, limit: int) -> list[np.ndarray]:
     """`limit` windows of the images (all views), spread over the images and over each image's windows. One image
-    is read at a time and only its share of windows is kept, so memory holds `limit` windows, not all of them."""
+    is read at a time and only its share of windows is kept, so memory holds `limit` windows, not all of them. Images
+    that cannot be read are passed over (the run that reaches them reports them); none readable is an error."""
     share = -(-limit // max(len(paths), 1))
-    per_image = []
+    per_image, problems = [], []
     for path in paths:
-        bgr = read_image(path)
+        try:
+            bgr = read_image(path)
+        except SegmenterError as exc:
+            problems.append(str(exc))
+            continue
         plan = ImagePlan.for_image(path.name, "x", path, "", bgr.shape[:2], cfg)
         per_image.append(same_shape_windows(bgr, plan, cfg, share))
+    if not per_image:
+        raise SegmenterError(problems[0] if problems else "no image to take windows of")
     windows = [w[k] for k in range(max(len(w) for w in per_image)) for w in per_image if k < len(w)]  # round robin
     return spread(windows, limit)
 
@@ -61,7 +69,8 @@ def onnx_io(model: Path) -> tuple[tuple[int, ...], int]:
         dims_in = graph.input[0].type.tensor_type.shape.dim
         dims_out = graph.output[0].type.tensor_type.shape.dim
     except Exception as exc:  # noqa: BLE001 - protobuf's decode errors have no common type
-        raise SegmenterError(f"{model}: not a readable ONNX model ({str(exc).splitlines()[0][:120]})") from None
+        raise SegmenterError(f"{model}: neither a PyTorch checkpoint nor a readable ONNX model "
+                             f"({str(exc).splitlines()[0][:120]})") from None
     if len(dims_in) != 4 or len(dims_out) != 4:
         raise SegmenterError(f"{model}: expected input (N, 3, H, W) and output (N, K, H, W); export it with "
                              "segmenter_pytorch2onnx.py")
@@ -75,7 +84,7 @@ def onnx_io(model: Path) -> tuple[tuple[int, ...], int]:
 def check_model_file(model: Path, cfg: WindowConfig, spec) -> None:
     """An exported model handed to other processes (Ray actors) must take the run's windows and give the data
     set's classes: checked here, before they start. A checkpoint is exported for the run, and an IR made from it."""
-    if model.suffix != ".onnx":
+    if is_checkpoint(model):
         return
     shape, n_cls = onnx_io(model)
     require_window(shape[1:], cfg.window_size, model)
@@ -101,7 +110,7 @@ def prepared_model(model: Path, variant: Variant, cfg: WindowConfig, device: str
     exported at the window size through the cache), or its static int8 IR for openvino int8."""
     if opens_checkpoint(device):
         return model
-    if model.suffix in (".pth", ".pt"):
+    if is_checkpoint(model):
         model = exported_model(model, variant, (cfg.window_size, cfg.window_size), log)
     if needs_calibration(device, precision):
         model = static_int8(model, calibration, log=log)
@@ -122,7 +131,12 @@ def probe_windows(images: list[Path], cfg: WindowConfig, batch_size: int) -> np.
     """(k, 3, window, window) windows of the first image to measure engines on: at least a batch, two at least."""
     if not images:
         raise SegmenterError("no image to measure the engines on")
-    return np.stack(image_windows(images[:1], cfg, max(2, batch_size)))
+    for path in images:  # the first that can be read
+        try:
+            return np.stack(image_windows([path], cfg, max(2, batch_size)))
+        except SegmenterError as exc:
+            problem = exc
+    raise SegmenterError(f"no image could be read to measure the engines on ({problem})")
 
 
 # Seconds to make a converted copy, per MB of the model file and fixed, measured on 2 cores of an AMD EPYC (README);
@@ -163,7 +177,7 @@ def resolve_engine(model: Path, variant: Variant, cfg: WindowConfig, device: str
     choices = cache_dir("auto")  # an unusable cache is refused before anything is measured
     if probe is None or not len(probe):
         raise SegmenterError("no image to measure the engines on")
-    onnx = model if model.suffix == ".onnx" else None
+    onnx = None if is_checkpoint(model) else model
     if onnx is not None:  # before any engine is timed
         require_window(onnx_io(model)[0][1:], cfg.window_size, model)
     if onnx is None and any(not opens_checkpoint(d) for d in available_devices()):
@@ -180,4 +194,4 @@ def resolve_engine(model: Path, variant: Variant, cfg: WindowConfig, device: str
     return choose_engine(
         device, precision, opener,
         probe, batch_size, file_sha256(model), choices, run_windows, preparation,
-        torch_ok=model.suffix in (".pth", ".pt"), calibration_ok=calibration is not None, log=log)
+        torch_ok=is_checkpoint(model), calibration_ok=calibration is not None, log=log)

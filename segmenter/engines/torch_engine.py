@@ -21,13 +21,13 @@ class TorchEngine:
                  batch_size: int = 1, window: int | None = None, compile: bool = False) -> None:
         import torch
 
-        from ..model.loading import load_model
+        from ..model.loading import is_checkpoint, load_model
         from ..model.network import set_fused_attention
 
         checkpoint = Path(checkpoint)
-        if checkpoint.suffix not in (".pth", ".pt"):
-            raise SegmenterError(f"{checkpoint}: the PyTorch engine runs a checkpoint (checkpoint.pth), not "
-                                 f"{checkpoint.suffix or 'this file'}")
+        if not is_checkpoint(checkpoint):
+            raise SegmenterError(f"{checkpoint}: the PyTorch engine runs a checkpoint (checkpoint.pth), not an "
+                                 "exported model")
         if torch_device.startswith("cuda") and not torch.cuda.is_available():
             raise SegmenterError("device torch-cuda: PyTorch sees no CUDA GPU here")
         model, variant = load_model(checkpoint, variant)

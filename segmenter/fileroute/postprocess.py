@@ -18,6 +18,7 @@ from ..data.datasets import dataset_spec
 from ..errors import SegmenterError
 from ..evaluation.evaluate import FilesRoute, evaluate_dataset
 from ..evaluation.scoring import ScoreBook
+from ..files import refuse_overwrite
 from .manifest import Layout, read_layout
 
 OUTPUT_NAME = re.compile(r"^(?P<prefix>.+)_(?P<k>\d+)_0\.(?P<fmt>bin|npy)$")  # <prefix>_<k>_<output 0>.<fmt>
@@ -114,10 +115,13 @@ def read_output(path: Path, n_cls: int, window: int | tuple[int, int]) -> np.nda
 
 
 def run_postprocess(result_dir: Path, gt_path: Path, manifest: Path | None = None, pred_dir: Path | None = None,
-                    report: bool = False, log=print) -> tuple[ScoreBook, Layout]:
+                    report: bool = False, log=print, outputs: dict | None = None) -> tuple[ScoreBook, Layout]:
     """Scores of every image of the gt file, and the layout it was read with; checks everything before scoring
-    anything. With `report`, the worst images' predictions are kept for it."""
+    anything (`outputs`, the run's output paths, against every ground truth and image the gt file lists). With
+    `report`, the worst images' predictions are kept for it."""
     layout = read_layout(gt_path, manifest, log)
+    refuse_overwrite(outputs or {}, {"ground truth": [p.gt_path for p in layout.plans],
+                                     "images": [p.image_path for p in layout.plans if p.image_path]})
     try:
         check_summary(result_dir, layout)
         files = check_outputs(result_dir, layout, log)

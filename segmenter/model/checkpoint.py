@@ -1,6 +1,7 @@
 """Loading released checkpoints into our model, and writing released-format ones with random weights."""
 from __future__ import annotations
 
+import io
 import math
 import os
 import pickle
@@ -15,7 +16,7 @@ import yaml
 
 from ..defaults import default_stride
 from ..errors import SegmenterError
-from ..files import atomic_write
+from ..files import atomic_write, check_regular
 from .mmseg import is_mmseg_state, mmseg_key, to_our_keys
 from .mmseg_config import evaluate_config_text
 from .network import Segmenter
@@ -61,20 +62,138 @@ class Checkpoint:
     path: Path
 
 
-def read_checkpoint(path: str | Path) -> Checkpoint:
-    """A checkpoint loaded without arbitrary unpickling, its format recognised from its content (keys and meta)."""
-    path = Path(path)
-    if not path.is_file():
-        raise SegmenterError(f"{path}: checkpoint not found")
+ZIP_MAGIC = b"PK\x03\x04"
+PICKLE_PROTOCOL = b"\x80"
+
+
+def checkpoint_kind(path: str | Path) -> str | None:
+    """How a file is written, from its first bytes: "zip" (torch.save's archive), "pickle" (older torch.save, and
+    pickled dicts of arrays), or None (not a checkpoint: an exported model, or something else)."""
+    path = check_regular(path, "model file")
     with open(path, "rb") as fh:
         head = fh.read(4)
-    zipped = zipfile.is_zipfile(path)
-    if not (zipped or head[:1] == b"\x80"):  # torch.save writes a zip, older ones a pickle
+    if head == ZIP_MAGIC and zipfile.is_zipfile(path):
+        return "zip"
+    return "pickle" if head[:1] == PICKLE_PROTOCOL else None
+
+
+def is_checkpoint(path: str | Path) -> bool:
+    """A checkpoint (the engines export it first), as opposed to an exported model: read from the content, never
+    from the file's name."""
+    return checkpoint_kind(path) is not None
+
+
+# Bytes per element of each storage type torch.save names (torch/storage.py's legacy typed storages)
+STORAGE_ITEMSIZE = {"DoubleStorage": 8, "FloatStorage": 4, "HalfStorage": 2, "BFloat16Storage": 2,
+                    "LongStorage": 8, "IntStorage": 4, "ShortStorage": 2, "CharStorage": 1, "ByteStorage": 1,
+                    "BoolStorage": 1, "ComplexDoubleStorage": 16, "ComplexFloatStorage": 8, "UntypedStorage": 1}
+MAX_PICKLE_BYTES = 256 << 20  # the object tree of a checkpoint (its weights are separate records)
+
+
+class _Named(Inert):
+    """A global of the archive's pickle, never looked up: a stand-in that only knows its name."""
+
+    name = ""
+
+    def __setitem__(self, key, value) -> None:
+        pass
+
+    def append(self, value) -> None:
+        pass
+
+    def extend(self, values) -> None:
+        pass
+
+
+class _StorageScan(pickle.Unpickler):
+    """Reads a torch archive's data.pkl only to list the storages it declares (key, type, element count); every
+    global it names becomes an inert stand-in, so nothing of the file runs."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(io.BytesIO(data))
+        self.storages: list[tuple] = []
+
+    def find_class(self, module: str, name: str):
+        return type(name, (_Named,), {"name": f"{module}.{name}"})
+
+    def persistent_load(self, pid):
+        self.storages.append(pid)
+        return None
+
+
+_VERIFIED: dict[tuple, bool] = {}
+
+
+def check_archive(path: Path) -> bool:
+    """Every weight record of a torch.save archive agrees with the storage it backs: present, exactly the bytes its
+    type and element count need, its CRC intact; returns whether every record is stored uncompressed (then it can
+    be memory-mapped; a re-zipped, compressed archive is read through the decompressor). Checked once per
+    process for an unchanged file."""
+    st = path.stat()
+    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    if key in _VERIFIED:
+        return _VERIFIED[key]
+
+    def damaged(what: str) -> SegmenterError:
+        return SegmenterError(f"{path}: damaged checkpoint ({what}); download or copy it again")
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            records = {info.filename: info for info in archive.infolist()}
+            pickles = [n for n in records if n.endswith("data.pkl") and n.count("/") <= 1]
+            if len(pickles) != 1:
+                raise damaged("no data.pkl record, or several: not an archive torch.save writes")
+            prefix = pickles[0][: -len("data.pkl")]
+            if records[pickles[0]].file_size > MAX_PICKLE_BYTES:
+                raise damaged(f"its object record holds {records[pickles[0]].file_size:,} bytes")
+            scan = _StorageScan(archive.read(pickles[0]))
+            try:
+                scan.load()
+            except Exception as exc:  # noqa: BLE001 - damaged pickle data fails anywhere in the unpickler
+                raise damaged(f"unreadable object record: {str(exc)[:80] or type(exc).__name__}") from None
+            declared: dict[str, int] = {}
+            for pid in scan.storages:
+                if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"
+                        and isinstance(pid[2], str) and isinstance(pid[4], int) and pid[4] >= 0):
+                    raise damaged(f"a storage reference of unknown form {str(pid)[:60]}")
+                kind = getattr(pid[1], "name", "").rsplit(".", 1)[-1]
+                if kind not in STORAGE_ITEMSIZE:
+                    raise damaged(f"storage {pid[2]} of unknown type {getattr(pid[1], 'name', pid[1])!r}")
+                size = pid[4] * STORAGE_ITEMSIZE[kind]
+                if declared.setdefault(pid[2], size) != size:
+                    raise damaged(f"storage {pid[2]} declared with two sizes")
+            for name, size in declared.items():
+                info = records.get(f"{prefix}data/{name}")
+                if info is None:
+                    raise damaged(f"the record data/{name} of a tensor is missing")
+                if info.file_size != size:
+                    raise damaged(f"the record data/{name} holds {info.file_size:,} bytes but its tensor needs "
+                                  f"{size:,}")
+            for name in declared:  # zipfile checks each record's CRC once it has read the record to its end
+                with archive.open(f"{prefix}data/{name}") as fh:
+                    while fh.read(1 << 24):
+                        pass
+            stored = all(records[f"{prefix}data/{n}"].compress_type == zipfile.ZIP_STORED for n in declared)
+    except zipfile.BadZipFile as exc:
+        raise damaged(str(exc)[:100]) from None
+    except (OSError, EOFError, RuntimeError, NotImplementedError) as exc:
+        raise damaged(f"{type(exc).__name__}: {str(exc)[:100]}") from None
+    _VERIFIED[key] = stored
+    return stored
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """A checkpoint loaded without arbitrary unpickling, its format recognised from its content (keys and meta);
+    an archive's records are checked against the tensors they back before any is read."""
+    path = Path(path)
+    kind = checkpoint_kind(check_regular(path, "checkpoint"))
+    if kind is None:  # torch.save writes a zip, older ones a pickle
         raise SegmenterError(f"{path}: not a torch checkpoint (neither a zip archive nor a pickle); "
                              "give the released checkpoint.pth")
+    mmap = check_archive(path) if kind == "zip" else False
     try:
         with torch.serialization.safe_globals(HARMLESS_GLOBALS):
-            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
+            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL (\S+)", str(exc))
         if not found:
@@ -91,7 +210,8 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     else:
         state = ckpt["model"] if isinstance(ckpt, dict) and isinstance(ckpt.get("model"), dict) else ckpt
         meta, fmt = {}, "upstream"
-    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not isinstance(state, dict) or not state or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                           for k, v in state.items()):
         raise SegmenterError(f"{path}: expected the released 'model' state dict, or MMSegmentation's 'state_dict', "
                              "of tensors")
     return Checkpoint(state, meta, fmt, path)
@@ -158,6 +278,14 @@ def check_state_dict(state: dict[str, torch.Tensor], model: Segmenter, path: str
                 shape = shape[::-1]  # as the file stores it (a Linear weight)
             raise SegmenterError(f"{path}: key '{name(key)}' has shape {shape} in the checkpoint but "
                                  f"{tuple(ref.shape)} in the model its variant or config describes")
+    for key in expected:
+        value = state[key]
+        if not value.is_floating_point():
+            raise SegmenterError(f"{path}: key '{name(key)}' holds {str(value.dtype).removeprefix('torch.')} values; "
+                                 "weights are floating point: the checkpoint is damaged or not a Segmenter's")
+        if not bool(torch.isfinite(value).all()):
+            raise SegmenterError(f"{path}: key '{name(key)}' holds NaN or infinite weights: the checkpoint is damaged "
+                                 "(or was saved from a diverged training); no prediction can come of it")
     return {k: v.float() for k, v in state.items()}
 
 

@@ -15,7 +15,7 @@ import torch
 from ..errors import SegmenterError
 from .mmseg import mmseg_key
 from .network import Segmenter
-from .variant import NORMALIZATIONS, Variant
+from .variant import CONVERTED_FROM, NORMALIZATIONS, Variant
 
 UPSTREAM_EPS = 1e-5  # the release format fixes every LayerNorm's eps, the decoder's heads (width // 64) and widths
 
@@ -59,7 +59,8 @@ def release_variant(variant: Variant, dataset: str) -> tuple[dict, list[str]]:
             "dataset_kwargs": {"dataset": dataset, "image_size": variant.image_size, "crop_size": window,
                                "normalization": variant.normalization},
             "inference_kwargs": {"im_size": variant.image_size, "window_size": window,
-                                 "window_stride": variant.window_stride or window - 32}}, notes
+                                 "window_stride": variant.window_stride or window - 32},
+            CONVERTED_FROM: "MMSegmentation"}, notes
 
 
 def release_state(model: Segmenter) -> dict[str, torch.Tensor]:

@@ -8,29 +8,24 @@ their names.
 from __future__ import annotations
 
 import ast
+from dataclasses import replace
 from pathlib import Path
 
-import yaml
-
 from ..errors import SegmenterError
-from .checkpoint import check_state_dict, embedded_config, read_checkpoint
+from ..files import check_regular, read_regular
+from .checkpoint import check_state_dict, embedded_config, is_checkpoint, read_checkpoint
 from .mmseg import describe_config, to_our_keys
-from .mmseg_config import read_config
+from .mmseg_config import MAX_FILE_BYTES, read_config_files
 from .network import Segmenter
 from .variant import Variant, load_variant, variant_beside
 
-CHECKPOINT_SUFFIXES = (".pth", ".pt")
-
-
-def is_checkpoint(path: str | Path) -> bool:
-    """A PyTorch checkpoint (the engines export it first), as opposed to an exported model (ONNX, IR)."""
-    return Path(path).suffix in CHECKPOINT_SUFFIXES
+__all__ = ["describe_model", "is_checkpoint", "load_model", "read_description"]
 
 
 def _is_python_config(text: str) -> bool:
     try:
         tree = ast.parse(text)
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return False
     return any(isinstance(s, ast.Assign) for s in tree.body)  # what else it holds, the reader refuses by line
 
@@ -38,21 +33,17 @@ def _is_python_config(text: str) -> bool:
 def read_description(path: str | Path, meta: dict | None = None) -> Variant:
     """A variant.yml, or an MMSegmentation config (Python text, read without running it)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not path.exists():
         raise SegmenterError(f"{path}: variant file not found; give the variant.yml (or MMSegmentation config) path, "
-                             "or put variant.yml beside the checkpoint") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SegmenterError(f"{path}: cannot be read ({exc})") from None
+                             "or put variant.yml beside the checkpoint")
+    data = read_regular(path, MAX_FILE_BYTES, "variant or config file")
     try:
-        looks_yaml = isinstance(yaml.safe_load(text), dict)
-    except yaml.constructor.ConstructorError:
-        looks_yaml = True  # a tag: the variant reader names it
-    except yaml.YAMLError:
-        looks_yaml = False
-    if not looks_yaml and _is_python_config(text):
-        return describe_config(read_config(path), path, meta)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SegmenterError(f"{path}: cannot be read as UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if _is_python_config(text):  # a variant.yml is never Python with assignments; a config always is
+        config, files = read_config_files(path)
+        return replace(describe_config(config, path, meta), sources=files)
     return load_variant(path)
 
 
@@ -66,13 +57,14 @@ def describe_model(model: str | Path, cfg_path: str | Path | None = None) -> Var
     if cfg_path is not None:
         return read_description(cfg_path, meta)
     if meta is not None:
-        return describe_config(embedded_config(ckpt), model, meta)
+        return replace(describe_config(embedded_config(ckpt), model, meta), sources=(model,))
     return read_description(variant_beside(model))
 
 
 def load_model(checkpoint: str | Path, variant: str | Path | Variant | None = None) -> tuple[Segmenter, Variant]:
     """The model of a checkpoint in either format, built as `variant` describes it (a Variant, a variant.yml or an
     MMSegmentation config; default: describe_model's), its weights checked key by key and loaded."""
+    check_regular(checkpoint, "checkpoint")
     if not isinstance(variant, Variant):
         variant = describe_model(checkpoint, variant)
     ckpt = read_checkpoint(checkpoint)

@@ -8,201 +8,157 @@ does not know is an error naming it. Both mmseg 1.x configs and the 0.x ones of 
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from ..errors import SegmenterError
-from .variant import NORMALIZATIONS, ModelConfig, Variant
+from ..files import digest_of
+from .mmseg_pipeline import TestPipeline, tta_views
+from .mmseg_pipeline import normalization as mmseg_normalization
+from .strict import (
+    MISSING,
+    absent,
+    boolean,
+    choice,
+    fail,
+    gelu,
+    ignored,
+    integer,
+    layer_norm,
+    named,
+    read_section,
+    show,
+    square,
+)
+from .variant import ModelConfig, Variant
 
 HEADS = {"SegmenterMaskTransformerHead": "mask_transformer", "FCNHead": "linear"}
-# mmseg's VisionTransformer defaults (mmseg/models/backbones/vit.py), and what this package can build
-BACKBONE_DEFAULTS = dict(img_size=224, patch_size=16, in_channels=3, embed_dims=768, num_layers=12, num_heads=12,
-                         mlp_ratio=4, out_indices=-1, qkv_bias=True, with_cls_token=True, output_cls_token=False,
-                         patch_norm=False, patch_bias=False, pre_norm=False, final_norm=False,
-                         interpolate_mode="bicubic", num_fcs=2, patch_pad="corner", out_origin=False)
-BACKBONE_SUPPORTED = dict(in_channels=(3,), qkv_bias=(True,), with_cls_token=(True,), output_cls_token=(False,),
-                          patch_norm=(False,), pre_norm=(False,), num_fcs=(2,), patch_pad=("corner",),
-                          out_origin=(False,), interpolate_mode=("bicubic", "bilinear"))
+MODEL = {"type": named("EncoderDecoder"), "backbone": ignored, "decode_head": ignored,
+         "data_preprocessor": ignored, "test_cfg": ignored, "neck": absent("a neck"),
+         "auxiliary_head": absent("an auxiliary head"), "train_cfg": ignored, "pretrained": ignored,
+         "init_cfg": ignored}
+# mmseg 1.x's VisionTransformer (mmseg/models/backbones/vit.py; 0.x's takes a subset): every argument, its default,
+# and the values this package builds; drop rates, checkpointing, freezing and initialisation only act in training
+BACKBONE = {
+    "type": named("VisionTransformer"), "img_size": square(224), "patch_size": integer(16, 1, 1024),
+    "patch_pad": choice("corner", "corner"), "in_channels": integer(3, supported=(3,)), "embed_dims": integer(768),
+    "num_layers": integer(12), "num_heads": integer(12), "mlp_ratio": integer(4, 1, 64),
+    "out_origin": boolean(False, (False,)), "out_indices": ignored, "qkv_bias": boolean(True, (True,)),
+    "drop_rate": ignored, "attn_drop_rate": ignored, "drop_path_rate": ignored,
+    "with_cls_token": boolean(True, (True,)), "output_cls_token": boolean(False, (False,)),
+    "norm_cfg": layer_norm(1e-5), "act_cfg": gelu, "patch_norm": boolean(False, (False,)),
+    "patch_bias": boolean(False), "pre_norm": boolean(False, (False,)), "final_norm": boolean(False),
+    "interpolate_mode": choice("bicubic", "bicubic", "bilinear"), "num_fcs": integer(2, supported=(2,)),
+    "norm_eval": boolean(False), "with_cp": boolean(False), "frozen_exclude": ignored, "pretrained": ignored,
+    "init_cfg": ignored}
+# BaseDecodeHead's arguments (mmseg/models/decode_heads/decode_head.py)
+HEAD_BASE = {
+    "type": ignored, "in_channels": integer(), "channels": integer(), "num_classes": integer(MISSING, 1, 255),
+    "out_channels": ignored, "threshold": ignored, "dropout_ratio": ignored, "conv_cfg": ignored,
+    "norm_cfg": ignored, "act_cfg": ignored, "in_index": ignored, "input_transform": absent("an input transform"),
+    "loss_decode": ignored, "ignore_index": ignored, "sampler": ignored, "align_corners": boolean(False, (False,)),
+    "init_cfg": ignored}
+MASK_HEAD = {**HEAD_BASE, "num_layers": integer(MISSING, 0, 64), "num_heads": integer(), "embed_dims": integer(),
+             "mlp_ratio": integer(4, supported=(4,)), "drop_path_rate": ignored, "drop_rate": ignored,
+             "attn_drop_rate": ignored, "num_fcs": integer(2, supported=(2,)), "qkv_bias": boolean(True, (True,)),
+             "act_cfg": gelu, "norm_cfg": layer_norm(1e-5), "init_std": ignored}
+# FCNHead with num_convs=0 is Segmenter's linear head: conv_seg alone (its conv, norm and activation settings build
+# the convolutions it does not have)
+FCN_HEAD = {**HEAD_BASE, "num_convs": integer(2, 0, 8, supported=(0,)), "kernel_size": ignored,
+            "concat_input": boolean(True, (False,)), "dilation": ignored}
+TEST_CFG = {"mode": choice(MISSING, "slide"), "crop_size": square(), "stride": square()}
 
 
-def _fail(source: Path, what: str) -> SegmenterError:
-    return SegmenterError(f"{source}: {what}")
-
-
-def _eps(norm_cfg: Any, default: float = 1e-5) -> float:
-    return float(norm_cfg.get("eps", default)) if isinstance(norm_cfg, dict) else default
-
-
-def _pair(value: Any, what: str, source: Path) -> int:
-    """A square size: an int, or (h, w) with h == w."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, (list, tuple)) and len(value) == 2 and value[0] == value[1] and isinstance(value[0], int):
-        return value[0]
-    raise _fail(source, f"{what} {value!r}: only square sizes are supported")
+def _last_layer(value, num_layers: int, where: str, source: Path) -> None:
+    """out_indices / in_index must name the last layer: -1 or num_layers - 1, alone or as a one-item list."""
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if len(items) != 1 or items[0] not in (-1, num_layers - 1) or isinstance(items[0], bool):
+        raise fail(source, f"{where}={show(value)}: the head must read the last layer's output (-1)")
 
 
 def _network(model: dict, source: Path) -> ModelConfig:
-    if model.get("type") != "EncoderDecoder":
-        raise _fail(source, f"model type {model.get('type')!r}: only EncoderDecoder Segmenter models are read")
-    backbone = {**BACKBONE_DEFAULTS, **(model.get("backbone") or {})}
-    if backbone.get("type") != "VisionTransformer":
-        raise _fail(source, f"backbone type {backbone.get('type')!r}: only VisionTransformer is read")
-    for key, allowed in BACKBONE_SUPPORTED.items():
-        if backbone[key] not in allowed:
-            raise _fail(source, f"backbone {key}={backbone[key]!r} is not supported (supported: "
-                        f"{', '.join(map(repr, allowed))})")
-    if backbone["out_indices"] not in (-1, backbone["num_layers"] - 1, [-1], (-1,)):
-        raise _fail(source, f"backbone out_indices={backbone['out_indices']!r}: the head must read the last layer")
-    head = model.get("decode_head") or {}
-    decoder = HEADS.get(head.get("type"))
-    if decoder is None:
-        raise _fail(source, f"decode head type {head.get('type')!r} is not known (known: {', '.join(HEADS)})")
-    if head.get("align_corners", False) or head.get("input_transform") is not None or \
-            head.get("in_index", -1) not in (-1, backbone["num_layers"] - 1):
-        raise _fail(source, "decode head reads other features or resizes with align_corners: not supported")
+    read_section(model, MODEL, "model", source)
+    backbone = read_section(model.get("backbone"), BACKBONE, "model.backbone", source)
+    _last_layer(model["backbone"].get("out_indices", -1), backbone["num_layers"], "model.backbone.out_indices",
+                source)
     D = backbone["embed_dims"]
-    if head.get("in_channels", D) != D:
-        raise _fail(source, f"decode head in_channels {head.get('in_channels')} differs from the backbone's "
-                    f"embed_dims {D}")
-    cfg = dict(image_size=(_pair(backbone["img_size"], "backbone img_size", source),) * 2,
-               patch_size=backbone["patch_size"], d_model=D, n_heads=backbone["num_heads"],
-               n_layers=backbone["num_layers"], n_cls=head.get("num_classes"), decoder=decoder,
-               mlp_ratio=backbone["mlp_ratio"], patch_bias=bool(backbone["patch_bias"]),
-               norm_eps=_eps(backbone.get("norm_cfg")), final_norm=bool(backbone["final_norm"]),
-               pos_embed_mode=backbone["interpolate_mode"], logits_to_window=True)
+    if D % backbone["num_heads"]:
+        raise fail(source, f"model.backbone.embed_dims {D} is not a multiple of num_heads {backbone['num_heads']}")
+    head_cfg = model.get("decode_head")
+    kind = head_cfg.get("type") if isinstance(head_cfg, dict) else None
+    decoder = HEADS.get(kind.removeprefix("mmseg.") if isinstance(kind, str) else kind)
+    if decoder is None:
+        raise fail(source, f"decode head type {kind!r} is not known (known: {', '.join(HEADS)})")
+    head = read_section(head_cfg, MASK_HEAD if decoder == "mask_transformer" else FCN_HEAD, "model.decode_head",
+                        source)
+    _last_layer(head_cfg.get("in_index", -1), backbone["num_layers"], "model.decode_head.in_index", source)
+    K = head["num_classes"]
+    if head_cfg.get("out_channels") not in (None, K):
+        raise fail(source, f"model.decode_head.out_channels={show(head_cfg['out_channels'])}: only one output channel "
+                   f"per class ({K}) is supported")
+    if head["in_channels"] != D:
+        raise fail(source, f"model.decode_head.in_channels is {head['in_channels']} but the backbone gives "
+                   f"embed_dims={D} channels")
+    cfg = dict(image_size=(backbone["img_size"],) * 2, patch_size=backbone["patch_size"], d_model=D,
+               n_heads=backbone["num_heads"], n_layers=backbone["num_layers"], n_cls=K, decoder=decoder,
+               mlp_ratio=backbone["mlp_ratio"], patch_bias=backbone["patch_bias"], norm_eps=backbone["norm_cfg"],
+               final_norm=backbone["final_norm"], pos_embed_mode=backbone["interpolate_mode"], logits_to_window=True)
     if decoder == "mask_transformer":
-        if head.get("mlp_ratio", 4) != 4 or head.get("num_fcs", 2) != 2 or not head.get("qkv_bias", True):
-            raise _fail(source, "decode head mlp_ratio, num_fcs or qkv_bias differ from 4, 2, True: not supported")
-        cfg.update(decoder_layers=head.get("num_layers"), decoder_dim=head.get("embed_dims"),
-                   decoder_heads=head.get("num_heads"), decoder_norm_eps=_eps(head.get("norm_cfg")))
-    elif head.get("num_convs", 2) != 0 or head.get("concat_input", True) or head.get("channels", D) != D:
-        raise _fail(source, "FCNHead is read as Segmenter's linear head only: num_convs=0, concat_input=False, "
-                    "channels equal to in_channels")
-    for key in ("n_cls", "decoder_layers", "decoder_dim", "decoder_heads"):
-        value = cfg.get(key, 1)
-        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "decoder_layers" else 1):
-            raise _fail(source, f"decode head {key} must be a positive integer, got {value!r}")
+        if head["embed_dims"] % head["num_heads"]:
+            raise fail(source, f"model.decode_head.embed_dims {head['embed_dims']} is not a multiple of num_heads "
+                       f"{head['num_heads']}")
+        cfg.update(decoder_layers=head["num_layers"], decoder_dim=head["embed_dims"],
+                   decoder_heads=head["num_heads"], decoder_norm_eps=head["norm_cfg"])
+    elif head["channels"] != D:
+        raise fail(source, f"model.decode_head.channels is {head['channels']}: FCNHead with num_convs=0 is Segmenter's "
+                   f"linear head only with channels equal to in_channels ({D})")
     return ModelConfig(**cfg)
-
-
-def _find(pipeline: Any, kind: str) -> dict | None:
-    """The first transform of a type in a pipeline, looking inside MultiScaleFlipAug's transforms too."""
-    for step in pipeline or ():
-        if isinstance(step, dict) and step.get("type") == kind:
-            return step
-        if isinstance(step, dict) and step.get("type") == "MultiScaleFlipAug":
-            found = _find(step.get("transforms"), kind)
-            if found:
-                return found
-    return None
-
-
-def _test_pipeline(cfg: dict) -> list:
-    for path in (("test_dataloader", "dataset", "pipeline"), ("data", "test", "pipeline"), ("test_pipeline",),
-                 ("val_dataloader", "dataset", "pipeline")):
-        node: Any = cfg
-        for key in path:
-            node = node.get(key) if isinstance(node, dict) else None
-        if isinstance(node, list):
-            return node
-    return []
-
-
-def _resize_box(cfg: dict, source: Path) -> tuple[int, int]:
-    """(short side S, box ratio) of the test pipeline's keep-ratio resize: Resize(scale=(2048, 512)) in 1.x,
-    MultiScaleFlipAug(img_scale=(2048, 512)) in 0.x."""
-    pipeline = _test_pipeline(cfg)
-    resize, multi = _find(pipeline, "Resize"), _find(pipeline, "MultiScaleFlipAug")
-    scale = (resize or {}).get("scale") or (multi or {}).get("img_scale")
-    if not (isinstance(scale, (list, tuple)) and len(scale) == 2 and all(isinstance(v, int) for v in scale)):
-        raise _fail(source, f"the test pipeline's resize scale {scale!r} is not a (long, short) pair")
-    if resize is not None and not resize.get("keep_ratio", False):
-        raise _fail(source, "the test pipeline resizes without keep_ratio: not supported")
-    long, short = max(scale), min(scale)
-    if long % short:
-        raise _fail(source, f"resize scale {tuple(scale)}: the long side must be a multiple of the short one")
-    return short, long // short
-
-
-def _normalization(cfg: dict, source: Path) -> str:
-    """The name of the mean / std the model was trained with (data_preprocessor in 1.x, Normalize in 0.x)."""
-    pre = (cfg.get("model") or {}).get("data_preprocessor") or cfg.get("data_preprocessor")
-    norm = pre if isinstance(pre, dict) and "mean" in pre else _find(_test_pipeline(cfg), "Normalize") or \
-        cfg.get("img_norm_cfg")
-    if not isinstance(norm, dict) or "mean" not in norm or "std" not in norm:
-        raise _fail(source, "no mean / std (data_preprocessor, Normalize or img_norm_cfg) in the config")
-    if not norm.get("bgr_to_rgb", norm.get("to_rgb", False)):
-        raise _fail(source, "the model takes BGR input (bgr_to_rgb / to_rgb false): not supported")
-    values = (tuple(float(v) for v in norm["mean"]), tuple(float(v) for v in norm["std"]))
-    for name, known in NORMALIZATIONS.items():
-        if all(abs(a - b) < 1e-6 for pair in zip(values, known) for a, b in zip(*pair)):
-            return name
-    raise _fail(source, f"mean {values[0]} / std {values[1]} is not one of the known normalizations "
-                f"({', '.join(NORMALIZATIONS)})")
-
-
-def _views(cfg: dict) -> tuple[tuple[tuple[float, bool], ...], bool]:
-    """The config's own multi-scale views (ratio, flip) and whether they scale the image (1.x TestTimeAug with
-    Resize(scale_factor=r)) rather than the fit box (0.x MultiScaleFlipAug img_ratios)."""
-    tta = next((s for s in cfg.get("tta_pipeline") or () if isinstance(s, dict) and s.get("type") == "TestTimeAug"),
-               None)
-    if tta is not None:
-        ratios, flips = [], [False]
-        for group in tta.get("transforms") or ():
-            kinds = {t.get("type") for t in group if isinstance(t, dict)}
-            if kinds == {"Resize"} and all("scale_factor" in t for t in group):
-                ratios = [float(t["scale_factor"]) for t in group]
-            elif kinds == {"RandomFlip"}:
-                flips = [float(t.get("prob", 0)) >= 1 for t in group]
-        if ratios:
-            return tuple((r, f) for r in ratios for f in flips), True
-    multi = _find(_test_pipeline(cfg), "MultiScaleFlipAug")
-    if multi and multi.get("img_ratios"):
-        flips = [False, True] if multi.get("flip") else [False]
-        return tuple((float(r), f) for r in multi["img_ratios"] for f in flips), False
-    return (), False
-
-
-def _test_windows(model: dict, source: Path) -> tuple[int, int]:
-    test = model.get("test_cfg") or {}
-    if test.get("mode") != "slide":
-        raise _fail(source, f"test_cfg mode {test.get('mode')!r}: only sliding windows ('slide') are read")
-    crop = _pair(test.get("crop_size"), "test_cfg crop_size", source)
-    stride = _pair(test.get("stride"), "test_cfg stride", source)
-    return crop, stride
 
 
 def describe_config(cfg: dict, source: Path, meta: dict | None = None) -> Variant:
     """The Variant of an MMSegmentation Segmenter config; class names and palette from the checkpoint's meta."""
     if not isinstance(cfg.get("model"), dict):
-        raise _fail(source, "no `model` in the config; is this an MMSegmentation config?")
-    network = _network(cfg["model"], source)
-    short, ratio = _resize_box(cfg, source)
-    crop, stride = _test_windows(cfg["model"], source)
-    tta, of_image = _views(cfg)
+        raise fail(source, "no `model` in the config; is this an MMSegmentation config?")
+    model = cfg["model"]
+    network = _network(model, source)
+    test = read_section(model.get("test_cfg"), TEST_CFG, "model.test_cfg", source)
+    crop, stride = test["crop_size"], test["stride"]
+    if stride > crop:
+        raise fail(source, f"model.test_cfg stride {stride} is larger than crop_size {crop}: pixels between windows "
+                   "would not be scored")
+    pipeline = TestPipeline(cfg, source)
+    short, ratio = pipeline.box
+    normalization = mmseg_normalization(model, pipeline, source)
+    tta = tta_views(cfg, pipeline.box, source)
+    views, of_image = tta if tta is not None else (pipeline.views, False)
     classes, palette = _meta_classes(meta or {}, network.n_cls, source)
-    digest = hashlib.sha256(json.dumps([cfg, classes, palette], sort_keys=True, default=list).encode()).hexdigest()
     dataset = cfg.get("dataset_type") or ((cfg.get("data") or {}).get("test") or {}).get("type")
-    return Variant(model=network, normalization=_normalization(cfg, source), image_size=short, window_size=crop,
+    return Variant(model=network, normalization=normalization, image_size=short, window_size=crop,
                    window_stride=stride, dataset=dataset if isinstance(dataset, str) else None, raw=cfg, path=source,
-                   digest=digest, format="mmseg", box_ratio=ratio, raise_to_window=False, tta=tta,
-                   tta_of_image=of_image, classes=classes, palette=palette)
+                   digest=digest_of([cfg, classes, palette]), format="mmseg", box_ratio=ratio, raise_to_window=False,
+                   tta=views, tta_of_image=of_image, classes=classes, palette=palette)
 
 
 def _meta_classes(meta: dict, n_cls: int, source: Path) -> tuple[tuple | None, tuple | None]:
+    """Class names and palette of the checkpoint's meta (0.x CLASSES / PALETTE, 1.x dataset_meta), checked."""
     dataset_meta = meta.get("dataset_meta") if isinstance(meta.get("dataset_meta"), dict) else {}
-    classes = meta.get("CLASSES") or dataset_meta.get("classes")
-    palette = meta.get("PALETTE") or dataset_meta.get("palette")
-    if classes is not None and (len(classes) != n_cls or not all(isinstance(c, str) for c in classes)):
-        raise _fail(source, f"its meta names {len(classes)} classes but the model has {n_cls}")
-    if palette is not None and (len(palette) != n_cls or not all(len(c) == 3 for c in palette)):
-        palette = None  # a palette of another length is of no use for pictures; the data set's is taken
+    classes = meta.get("CLASSES") if meta.get("CLASSES") is not None else dataset_meta.get("classes")
+    palette = meta.get("PALETTE") if meta.get("PALETTE") is not None else dataset_meta.get("palette")
+    if classes is not None:
+        if not isinstance(classes, (list, tuple)) or not all(isinstance(c, str) for c in classes):
+            raise fail(source, f"its meta's class names must be a list of names, got {show(classes)}")
+        if len(classes) != n_cls:
+            raise fail(source, f"its meta names {len(classes)} classes but the model has {n_cls}")
+    if palette is not None:
+        ok = isinstance(palette, (list, tuple)) and all(
+            isinstance(c, (list, tuple)) and len(c) == 3 and all(
+                isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in c) for c in palette)
+        if not ok:
+            raise fail(source, f"its meta's palette must be a list of [r, g, b] values from 0 to 255, got "
+                       f"{show(palette)}")
+        if len(palette) != n_cls:
+            palette = None  # a palette of another length is of no use for pictures; the data set's is taken
     return (tuple(classes) if classes else None,
             tuple(tuple(int(v) for v in c) for c in palette) if palette else None)
 
@@ -252,8 +208,11 @@ def to_our_keys(state: dict[str, torch.Tensor], source: Path) -> tuple[dict[str,
     for key, value in state.items():
         mapped = our_key(key)
         if mapped is None:
-            raise _fail(source, f"unexpected key '{key}' for a Segmenter model; is this a Segmenter checkpoint?")
+            raise fail(source, f"unexpected key '{key}' for a Segmenter model; is this a Segmenter checkpoint?")
         if mapped == "decoder.head.weight" and value.ndim == 4:
+            if tuple(value.shape[2:]) != (1, 1):
+                raise fail(source, f"key '{key}' has shape {tuple(value.shape)}: conv_seg of Segmenter's linear "
+                           "head is a 1x1 convolution")
             value = value[:, :, 0, 0]  # a 1x1 convolution is our per-token Linear
         elif mapped in TRANSPOSED:
             value = value.t()

@@ -15,8 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SegmenterError
+from ..files import read_regular
+from .strict import _CONTAINERS, MAX_VALUE_DEPTH, MAX_VALUE_SIZE, Sizes, check_size, show
 
 MAX_BASES = 32  # _base_ files in one chain: a loop is a mistake
+MAX_FILES = 64  # config files read for one config, bases of bases included
+MAX_FILE_BYTES = 1 << 20  # one config file (a dumped zoo config is about 10 KB)
+MAX_TOTAL_BYTES = 8 << 20  # all the files of one config
+MAX_WORK = 2_000_000  # steps (nodes, iterations, items built or compared) for one config file
+MAX_INT_BITS = 256  # integers beyond this are not config values
+MAX_DEPTH = 100  # nesting of expressions (the values they build: strict.MAX_VALUE_DEPTH)
 
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
            ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
@@ -24,30 +32,68 @@ _UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Not: operator.not_
 _COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
             ast.Gt: operator.gt, ast.GtE: operator.ge, ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b}
 _PLAIN_CALLS = {"dict": dict, "list": list, "tuple": tuple, "range": range}
+# what evaluating can raise on values of the config's own making: a one-line error naming the line
+_VALUE_ERRORS = (TypeError, ValueError, ArithmeticError, IndexError, KeyError, RecursionError, MemoryError)
 
 
 class _Evaluator:
-    """Evaluates the allowed expressions of one config file; `names` holds its assignments so far."""
+    """Evaluates the allowed expressions of one config file; `names` holds its assignments so far. Every value it
+    builds is bounded (MAX_VALUE_SIZE, MAX_DEPTH, MAX_INT_BITS) and so is its work (MAX_WORK): checked before an
+    operation that could exceed them runs, not after."""
 
     def __init__(self, source: str) -> None:
         self.source, self.names = source, {}
+        self.sizes, self.depth, self.line = Sizes(), 0, 0
 
     def fail(self, node: ast.AST, what: str) -> SegmenterError:
         return SegmenterError(f"{self.source}:{getattr(node, 'lineno', '?')}: {what} is not allowed in a config "
                               "read without running it (only literals, dict(...), names assigned before, arithmetic "
                               "and comprehensions)")
 
+    def error(self, what: str) -> SegmenterError:
+        return SegmenterError(f"{self.source}:{self.line}: {what}")
+
+    def spend(self, steps: int) -> None:
+        self.sizes.steps += steps
+        if self.sizes.steps > MAX_WORK:
+            raise self.error(f"evaluating the config takes more than {MAX_WORK:,} steps; a config is a few "
+                             "thousand values, not a computation")
+
+    def check(self, value: Any) -> Any:
+        """A value built here: refused when too large, too deep, or an integer too long."""
+        if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INT_BITS:
+            raise self.error(f"an integer of {value.bit_length()} bits; config values are below 2**{MAX_INT_BITS}")
+        if isinstance(value, (str, bytes) + _CONTAINERS):
+            size, depth = self.sizes.of(value)
+            self.spend(0)
+            if size > MAX_VALUE_SIZE:
+                raise self.error(f"a value of more than {MAX_VALUE_SIZE:,} items or characters (written out); a "
+                                 "config does not hold such values")
+            if depth > MAX_VALUE_DEPTH:
+                raise self.error(f"a value nested more than {MAX_VALUE_DEPTH} levels deep")
+        return value
+
     def value(self, node: ast.AST, scope: dict | None = None) -> Any:
-        scope = self.names if scope is None else scope
+        self.depth += 1
+        self.line = getattr(node, "lineno", self.line)
+        try:
+            if self.depth > MAX_DEPTH:
+                raise self.error(f"expressions nested more than {MAX_DEPTH} levels deep")
+            self.spend(1)
+            return self.check(self._value(node, self.names if scope is None else scope))
+        finally:
+            self.depth -= 1
+
+    def _value(self, node: ast.AST, scope: dict) -> Any:
         if isinstance(node, ast.Constant):
             return node.value
         if isinstance(node, ast.Name):
             if node.id in scope:
                 return scope[node.id]
-            if node.id in ("True", "False", "None"):
-                return {"True": True, "False": False, "None": None}[node.id]
-            raise SegmenterError(f"{self.source}:{node.lineno}: name '{node.id}' is not assigned before it is used")
+            raise self.error(f"name '{node.id}' is not assigned before it is used")
         if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+            if any(isinstance(e, ast.Starred) for e in node.elts):
+                raise self.fail(node, "unpacking with *")
             items = [self.value(e, scope) for e in node.elts]
             return tuple(items) if isinstance(node, ast.Tuple) else set(items) if isinstance(node, ast.Set) else items
         if isinstance(node, ast.Dict):
@@ -61,57 +107,84 @@ class _Evaluator:
         if isinstance(node, ast.Call):
             return self._call(node, scope)
         if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-            return self._apply(node, _BINARY[type(node.op)], self.value(node.left, scope),
-                               self.value(node.right, scope))
+            left, right = self.value(node.left, scope), self.value(node.right, scope)
+            self._bound_binary(node.op, left, right)
+            return _BINARY[type(node.op)](left, right)
         if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-            return self._apply(node, _UNARY[type(node.op)], self.value(node.operand, scope))
+            return _UNARY[type(node.op)](self.value(node.operand, scope))
         if isinstance(node, ast.BoolOp):
-            values = [self.value(v, scope) for v in node.values]
-            result = values[0]
-            for v in values[1:]:
-                result = (result and v) if isinstance(node.op, ast.And) else (result or v)
+            result = self.value(node.values[0], scope)
+            for v in node.values[1:]:  # short-circuit, as Python evaluates it
+                if (not result) if isinstance(node.op, ast.And) else result:
+                    break
+                result = self.value(v, scope)
             return result
         if isinstance(node, ast.Compare) and all(type(op) in _COMPARE for op in node.ops):
             left = self.value(node.left, scope)
             for op, right_node in zip(node.ops, node.comparators):
                 right = self.value(right_node, scope)
-                if not self._apply(node, _COMPARE[type(op)], left, right):
+                self.spend(min(self.sizes.of(left)[0], self.sizes.of(right)[0]) if type(op) not in
+                           (ast.In, ast.NotIn) else self.sizes.of(right)[0])
+                if not _COMPARE[type(op)](left, right):
                     return False
                 left = right
             return True
         if isinstance(node, ast.IfExp):
             return self.value(node.body if self.value(node.test, scope) else node.orelse, scope)
         if isinstance(node, ast.Subscript):
-            target, index = self.value(node.value, scope), self.value(node.slice, scope)
-            try:
-                return target[index]
-            except (KeyError, IndexError, TypeError) as exc:
-                raise SegmenterError(f"{self.source}:{node.lineno}: cannot index ({exc})") from None
+            return self.value(node.value, scope)[self.value(node.slice, scope)]
         if isinstance(node, ast.Slice):
             return slice(*(None if p is None else self.value(p, scope) for p in (node.lower, node.upper, node.step)))
         if isinstance(node, (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)):
             return self._comprehension(node, scope)
         if isinstance(node, ast.JoinedStr):
-            return "".join(str(self.value(v.value, scope)) if isinstance(v, ast.FormattedValue) else v.value
-                           for v in node.values)
+            parts = []
+            for v in node.values:
+                if isinstance(v, ast.FormattedValue):
+                    if v.format_spec is not None or v.conversion != -1:
+                        raise self.fail(v, "formatting in an f-string (a format spec or conversion)")
+                    parts.append(str(self.value(v.value, scope)))
+                else:
+                    parts.append(v.value)
+            return "".join(parts)
         raise self.fail(node, type(node).__name__)
 
-    def _apply(self, node: ast.AST, fn, *args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - arithmetic on the config's own values
-            raise SegmenterError(f"{self.source}:{node.lineno}: cannot evaluate ({exc})") from None
+    def _bound_binary(self, op: ast.operator, left: Any, right: Any) -> None:
+        """Refuse, before it runs, an operation whose result would exceed the bounds (repetition, powers, long
+        products) or that formats strings."""
+        number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+        if isinstance(op, ast.Mod) and isinstance(left, (str, bytes)):
+            raise self.error("string formatting with % is not allowed in a config read without running it")
+        if isinstance(op, ast.Pow) and isinstance(left, int) and isinstance(right, int) and right > 0 and \
+                abs(left) > 1 and left.bit_length() * right > 2 * MAX_INT_BITS:
+            raise self.error(f"{left}**{right} is too large for a config value")
+        if isinstance(op, ast.Mult):
+            if isinstance(left, int) and isinstance(right, int):
+                if left.bit_length() + right.bit_length() > 2 * MAX_INT_BITS:
+                    raise self.error("a product too large for a config value")
+            elif not (number(left) and number(right)):
+                seq, times = (left, right) if isinstance(right, int) else (right, left)
+                if isinstance(times, int) and times > 0 and self.sizes.of(seq)[0] * times > MAX_VALUE_SIZE:
+                    raise self.error(f"repeating a value {times} times gives more than {MAX_VALUE_SIZE:,} items or "
+                                     "characters")
+                self.spend(max(0, len(seq) * times) if isinstance(times, int) and hasattr(seq, "__len__") else 0)
+        if isinstance(op, ast.Add) and not (number(left) and number(right)):
+            if self.sizes.of(left)[0] + self.sizes.of(right)[0] > MAX_VALUE_SIZE:
+                raise self.error(f"joining two values gives more than {MAX_VALUE_SIZE:,} items or characters")
+            self.spend(len(left) + len(right) if hasattr(left, "__len__") and hasattr(right, "__len__") else 0)
 
     def _mapping(self, node: ast.AST, scope: dict) -> dict:
         value = self.value(node, scope)
         if not isinstance(value, dict):
-            raise SegmenterError(f"{self.source}:{node.lineno}: ** needs a dict")
+            raise self.error("** needs a dict")
         return value
 
     def _call(self, node: ast.Call, scope: dict) -> Any:
         if not isinstance(node.func, ast.Name) or node.func.id not in _PLAIN_CALLS or node.func.id in scope:
             what = ast.unparse(node.func) if hasattr(ast, "unparse") else "a call"
             raise self.fail(node, f"calling {what}()")
+        if any(isinstance(a, ast.Starred) for a in node.args):
+            raise self.fail(node, "unpacking with *")
         args = [self.value(a, scope) for a in node.args]
         kwargs = {}
         for kw in node.keywords:
@@ -119,22 +192,30 @@ class _Evaluator:
                 kwargs.update(self._mapping(kw.value, scope))
             else:
                 kwargs[kw.arg] = self.value(kw.value, scope)
-        return self._apply(node, _PLAIN_CALLS[node.func.id], *args, **kwargs)
+        for arg in args:  # list(range(10**9)) is refused before it is built
+            if isinstance(arg, _CONTAINERS) and node.func.id != "range" and self.sizes.of(arg)[0] > MAX_VALUE_SIZE:
+                raise self.error(f"{node.func.id}() of more than {MAX_VALUE_SIZE:,} items")
+        return _PLAIN_CALLS[node.func.id](*args, **kwargs)
 
     def _comprehension(self, node, scope: dict) -> Any:
-        results = []
+        results, size = [], [1]
 
         def walk(generators, local):
             if not generators:
                 if isinstance(node, ast.DictComp):
-                    results.append((self.value(node.key, local), self.value(node.value, local)))
+                    item = (self.value(node.key, local), self.value(node.value, local))
                 else:
-                    results.append(self.value(node.elt, local))
+                    item = self.value(node.elt, local)
+                size[0] += self.sizes.of(item)[0]
+                if size[0] > MAX_VALUE_SIZE:
+                    raise self.error(f"a comprehension building more than {MAX_VALUE_SIZE:,} items or characters")
+                results.append(item)
                 return
             gen = generators[0]
             if gen.is_async:
                 raise self.fail(node, "an async comprehension")
             for item in self.value(gen.iter, local):
+                self.spend(1)
                 inner = dict(local)
                 self._bind(gen.target, item, inner)
                 if all(self.value(cond, inner) for cond in gen.ifs):
@@ -149,9 +230,13 @@ class _Evaluator:
         if isinstance(target, ast.Name):
             scope[target.id] = value
         elif isinstance(target, (ast.Tuple, ast.List)):
+            if any(isinstance(t, ast.Starred) for t in target.elts):
+                raise self.fail(target, "unpacking with *")
+            if not isinstance(value, (list, tuple, str, range)):
+                raise self.error(f"cannot unpack a {type(value).__name__} into {len(target.elts)} names")
             values = list(value)
             if len(values) != len(target.elts):
-                raise SegmenterError(f"{self.source}:{target.lineno}: cannot unpack {len(values)} values")
+                raise self.error(f"cannot unpack {len(values)} values into {len(target.elts)} names")
             for t, v in zip(target.elts, values):
                 self._bind(t, v, scope)
         else:
@@ -159,28 +244,46 @@ class _Evaluator:
 
 
 def evaluate_config_text(text: str, source: str) -> dict:
-    """The top-level assignments of a config's text, evaluated; `source` names it in errors."""
+    """The top-level assignments of a config's text, evaluated within bounds; `source` names it in errors."""
+    if len(text) > MAX_FILE_BYTES:
+        raise SegmenterError(f"{source}: a config of {len(text):,} characters; config files are below "
+                             f"{MAX_FILE_BYTES:,}")
     try:
         tree = ast.parse(text, filename=source)
     except SyntaxError as exc:
         raise SegmenterError(f"{source}:{exc.lineno}: not a Python config ({exc.msg})") from None
+    except (ValueError, RecursionError, MemoryError) as exc:  # a huge integer's text, or nesting the parser refuses
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
+        raise SegmenterError(f"{source}: not a readable Python config ({reason})") from None
     evaluator = _Evaluator(source)
     for statement in tree.body:
-        if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant):
-            continue  # a docstring or a bare string
-        if isinstance(statement, ast.Assign):
-            value = evaluator.value(statement.value)
-            for target in statement.targets:
-                evaluator._bind(target, value, evaluator.names)
-            continue
-        if isinstance(statement, ast.AnnAssign) and statement.value is not None:
-            evaluator._bind(statement.target, evaluator.value(statement.value), evaluator.names)
-            continue
-        what = {ast.Import: "an import", ast.ImportFrom: "an import", ast.FunctionDef: "a function definition",
-                ast.ClassDef: "a class definition", ast.Expr: "an expression statement"}.get(type(statement),
-                                                                                             type(statement).__name__)
-        raise evaluator.fail(statement, what)
+        evaluator.line = statement.lineno
+        try:
+            _statement(evaluator, statement)
+        except SegmenterError:
+            raise
+        except _VALUE_ERRORS as exc:
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
+            raise evaluator.error(f"cannot evaluate ({type(exc).__name__}: {reason})") from None
+    evaluator.check(evaluator.names)
     return evaluator.names
+
+
+def _statement(evaluator: _Evaluator, statement: ast.stmt) -> None:
+    if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant):
+        return  # a docstring or a bare string
+    if isinstance(statement, ast.Assign):
+        value = evaluator.value(statement.value)
+        for target in statement.targets:
+            evaluator._bind(target, value, evaluator.names)
+        return
+    if isinstance(statement, ast.AnnAssign) and statement.value is not None:
+        evaluator._bind(statement.target, evaluator.value(statement.value), evaluator.names)
+        return
+    what = {ast.Import: "an import", ast.ImportFrom: "an import", ast.FunctionDef: "a function definition",
+            ast.ClassDef: "a class definition", ast.Expr: "an expression statement"}.get(type(statement),
+                                                                                         type(statement).__name__)
+    raise evaluator.fail(statement, what)
 
 
 def merge(base: dict, child: dict) -> dict:
@@ -202,18 +305,38 @@ def _strip_delete(value: Any) -> Any:
     return value
 
 
-def read_config(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict:
+def read_config(path: str | Path) -> dict:
     """The config of a file, its `_base_` files (relative to it) merged under it."""
-    path = Path(path)
-    if len(_chain) > MAX_BASES or path.resolve() in _chain:
+    return read_config_files(path)[0]
+
+
+def read_config_files(path: str | Path) -> tuple[dict, tuple[Path, ...]]:
+    """The config of a file with its `_base_` files merged under it, and every file read for it (for the checks
+    that no output of a run overwrites them). Bounded: MAX_FILES files, MAX_FILE_BYTES each, MAX_TOTAL_BYTES in all,
+    regular files only."""
+    files: list[Path] = []
+    config = _read(Path(path), (), files)
+    check_size(config, path, "its merged config")
+    return config, tuple(files)
+
+
+def _read(path: Path, chain: tuple[Path, ...], files: list[Path]) -> dict:
+    if len(chain) > MAX_BASES or path.resolve() in chain:
         raise SegmenterError(f"{path}: _base_ files refer to each other in a loop")
+    if len(files) >= MAX_FILES:
+        raise SegmenterError(f"{chain[0]}: its _base_ files name more than {MAX_FILES} files in all; not a config")
+    if not path.exists():
+        where = f" (the _base_ of {chain[-1]})" if chain else ""
+        raise SegmenterError(f"{path}: config file not found{where}")
+    data = read_regular(path, MAX_FILE_BYTES, "config file")
+    files.append(path)
+    if sum(f.stat().st_size for f in files) > MAX_TOTAL_BYTES:
+        raise SegmenterError(f"{chain[0] if chain else path}: its config files hold more than {MAX_TOTAL_BYTES:,} "
+                             "bytes in all; not a config")
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        where = f" (the _base_ of {_chain[-1]})" if _chain else ""
-        raise SegmenterError(f"{path}: config file not found{where}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SegmenterError(f"{path}: cannot be read ({exc})") from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SegmenterError(f"{path}: cannot be read as UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if "{{" in text and "_base_." in text:
         raise SegmenterError(f"{path}: uses {{{{_base_.name}}}} substitution, which is not read here; give the "
                              "config as mmengine dumps it (Config.dump) instead")
@@ -221,13 +344,13 @@ def read_config(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict:
     bases = names.pop("_base_", [])
     if isinstance(bases, str):
         bases = [bases]
-    if not isinstance(bases, (list, tuple)) or not all(isinstance(b, str) for b in bases):
-        raise SegmenterError(f"{path}: _base_ must be a file name or a list of them, got {bases!r}")
+    if not isinstance(bases, (list, tuple)) or not all(isinstance(b, str) and b for b in bases):
+        raise SegmenterError(f"{path}: _base_ must be a file name or a list of them, got {show(bases)}")
     merged: dict = {}
     for base in bases:
-        inherited = read_config(path.parent / base, _chain + (path.resolve(),))
-        clash = sorted(set(merged) & set(inherited))
+        inherited = _read(path.parent / base, chain + (path.resolve(),), files)
+        clash = sorted((k for k in set(merged) & set(inherited)), key=str)
         if clash:
             raise SegmenterError(f"{path}: its _base_ files both set '{clash[0]}'; mmengine refuses that too")
         merged.update(inherited)
-    return merge(merged, {k: v for k, v in names.items() if not k.startswith("__")})
+    return merge(merged, {k: v for k, v in names.items() if not (isinstance(k, str) and k.startswith("__"))})

@@ -22,6 +22,7 @@ from ..engines.backends import Engine
 from ..errors import SegmenterError
 from ..evaluation.pipeline import Finished, Job, run_pipeline
 from ..progress import progress
+from ..system import check_memory
 from .visualize import frame_overlay, overlay_picture
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -144,10 +145,12 @@ def check_outputs(sources: list[Source], out_dir: Path, save: tuple[str, ...], f
                                      f"{inputs[os.path.realpath(target)]}; choose an output folder outside the inputs")
 
 
-def input_census(sources: list[Source], cfg: WindowConfig, limit: int | None = None) -> tuple[Census | None, int]:
+def input_census(sources: list[Source], cfg: WindowConfig, limit: int | None = None,
+                 n_cls: int = 1) -> tuple[Census | None, int]:
     """The census of the inputs' images and first video frames (None when none can be read), and the windows the
     run will infer: every image's, and every video frame's (frame counts from the containers), up to `limit`
-    images and frames. Files that cannot be read are left to be reported when they are reached."""
+    images and frames. Files that cannot be read, or whose header declares an image too large to merge in the
+    memory available, are left out: they are reported when they are reached."""
     paths, sizes, items = [], [], []
     for source in sources:
         try:
@@ -158,6 +161,7 @@ def input_census(sources: list[Source], cfg: WindowConfig, limit: int | None = N
                 capture.release()
             else:
                 hw, count = header_size(source.path), 1
+            fits(ImagePlan.for_image(source.path.name, "x", source.path, "", hw, cfg), n_cls)
         except SegmenterError:
             continue
         if min(hw) > 0:
@@ -172,6 +176,13 @@ def input_census(sources: list[Source], cfg: WindowConfig, limit: int | None = N
         windows += plan.n_windows * min(count, left)
         left -= min(count, left)
     return census, windows
+
+
+def fits(plan: ImagePlan, n_cls: int) -> None:
+    """Refuse, before any pixel is decoded, an image whose windows cannot be merged in the memory available."""
+    h, w = plan.original_hw
+    check_memory(plan.merge_bytes(n_cls), f"{plan.image_path}: {h}x{w}, {plan.n_windows} windows: merging its "
+                 "windows")
 
 
 def first_frame_windows(sources: list[Source], cfg: WindowConfig) -> np.ndarray:
@@ -223,8 +234,10 @@ class _Videos:
                 tmp.unlink(missing_ok=True)
 
 
-def _jobs(sources: list[Source], cfg: WindowConfig, limit: int | None, videos: _Videos, summary: Summary):
-    """A job per image and per video frame, in order; at most `limit` images (or frames of a video) in all."""
+def _jobs(sources: list[Source], cfg: WindowConfig, limit: int | None, videos: _Videos, summary: Summary,
+          n_cls: int):
+    """A job per image and per video frame, in order; at most `limit` images (or frames of a video) in all. An
+    image's size is checked from its header before it is decoded."""
     count = 0
     for source in sources:
         if limit is not None and count >= limit:
@@ -232,6 +245,8 @@ def _jobs(sources: list[Source], cfg: WindowConfig, limit: int | None, videos: _
         summary.inputs += 1
         if not source.video:
             def load(source=source):
+                fits(ImagePlan.for_image(source.path.name, source.rel, source.path, "", header_size(source.path),
+                                         cfg), n_cls)
                 bgr, digest = load_image(source.path)
                 return ImagePlan.for_image(source.path.name, source.rel, source.path, "", bgr.shape[:2], cfg), bgr, \
                     digest
@@ -291,8 +306,8 @@ def run_predict(sources: list[Source], spec: DatasetSpec, cfg: WindowConfig, eng
     total = None if any(s.video for s in sources) else min(len(sources), limit or len(sources))
     with progress(total=total, desc="predict", unit="img") as bar:
         try:
-            run_pipeline(_jobs(sources, cfg, limit, videos, summary), cfg, engine, sink, batch_size, workers,
-                         keep_image=True, on_error=failed)
+            run_pipeline(_jobs(sources, cfg, limit, videos, summary, spec.n_cls), cfg, engine, sink, batch_size,
+                         workers, keep_image=True, on_error=failed)
             ok = True
         finally:
             videos.close(keep=ok)
