@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The guide's whole chain in one command: export, preprocess, inference, postprocess (mIoU), an evaluation
 # report, a perf table, overlays of a few predictions, and the model on a few images of your own choosing.
-# Default: the shipped demo model on a generated street-scene val set, everything under runs/demo/.
+# Default: the shipped demo model on a generated street-scene val set, everything under runs/demo/ (each
+# result with the record of what produced it: metrics.yaml's run block, perf.csv's columns, predicted/run.yaml).
 #
 # Usage: bash demo.sh [options]
 #   --checkpoint FILE     released checkpoint.pth, variant.yml beside it (default: models/demo/checkpoint.pth)
@@ -13,15 +14,17 @@
 #   --device D            engine target for inference and perf (default: cpu)
 #   --batch-sizes "..."   batch sizes of the perf table (default: "1 4 8 16")
 #   --perf-loop N         timed runs per batch size in the perf table (default: 20)
+#   --images PATH         images (files, folders or a quoted glob) to segment with the model at the end, 8 at
+#                         most (default: the first city of the val set)
 # Example: bash demo.sh --route stream --device openvino --batch-sizes "1 4" --perf-loop 5
 set -euo pipefail
 cd "$(dirname "$0")"
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 checkpoint=models/demo/checkpoint.pth data_root="" work=runs/demo stride="" device=cpu batch_sizes="1 4 8 16" loop=20
-route=files
+route=files images=""
 while [ $# -gt 0 ]; do
     case $1 in
-        --checkpoint|--data-root|--work-dir|--window-stride|--device|--batch-sizes|--perf-loop|--route)
+        --checkpoint|--data-root|--work-dir|--window-stride|--device|--batch-sizes|--perf-loop|--route|--images)
             [ $# -ge 2 ] || { echo "error: $1 needs a value (see bash demo.sh --help)" >&2; exit 2; }
             case $1 in
                 --checkpoint) checkpoint=$2 ;;
@@ -32,6 +35,7 @@ while [ $# -gt 0 ]; do
                 --batch-sizes) batch_sizes=$2 ;;
                 --perf-loop) loop=$2 ;;
                 --route) route=$2 ;;
+                --images) images=$2 ;;
             esac
             shift 2 ;;
         -h|--help) usage; exit 0 ;;
@@ -51,6 +55,7 @@ if [ -z "$data_root" ]; then
 fi
 variant=$(dirname "$checkpoint")/variant.yml
 run $py segmenter_pytorch2onnx.py -c "$checkpoint" -o "$work/model.onnx"
+run cp "$variant" "$work/variant.yml"  # beside the ONNX model, where every script looks for its description
 if [ "$route" = stream ]; then
     run $py segmenter_eval.py --model "$work/model.onnx" --cfg-path "$variant" --data-root "$data_root" \
         --device "$device" --metrics-path "$work/metrics.yaml" --pred-dir "$work/pred" --report "$work/report" \
@@ -67,5 +72,12 @@ else
 fi
 run bash perf.sh "$work/model.onnx" --batch-sizes "$batch_sizes" --loop "$loop" --device "$device" --csv "$work/perf.csv"
 run $py tools/make_overlays.py "${overlay_source[@]}" --pred-dir "$work/pred" --out-dir "$work/overlays"
+if [ -z "$images" ]; then
+    city=$(find "$data_root" -path '*leftImg8bit/val/*' -name '*.png' | sort | head -n 1)
+    images=$(dirname "${city:-$data_root}")
+fi
+run $py segmenter_predict.py --model "$work/model.onnx" --input "$images" --output-dir "$work/predicted" \
+    --device "$device" --precision fp32 --limit 8
 echo
-echo "metrics: $work/metrics.yaml   report: $work/report/report.html   perf: $work/perf.csv   overlays: $work/overlays/"
+echo "metrics: $work/metrics.yaml   report: $work/report/report.html   perf: $work/perf.csv   overlays: $work/overlays/" \
+    "  your images: $work/predicted/"

@@ -9,7 +9,8 @@
 #   --device D                 engine for segmenter_infer.py, a device of the engine table (segmenter/engines/
 #                              table.py; segmenter_infer.py --help lists them) (default: cpu)
 #   --precision P              a precision that device offers (default: fp32)
-#   --csv FILE                 where to write the table (default: perf.csv)
+#   --csv FILE                 where to write the table, each row with what produced it (model file and sha256,
+#                              time, CPU and GPUs, versions) (default: perf.csv)
 #   --data-root DIR            also count the windows of a data set and project its inference time
 #   --cfg-path FILE            with --data-root: the model's variant.yml (default: variant.yml beside MODEL)
 #   --views "ARGS"             with --data-root: view flags of segmenter_eval.py, e.g. "--multiscale"
@@ -94,7 +95,15 @@ if [ -n "$data_root" ]; then
     echo "$census"
     total=$(echo "$census" | sed -n 's/.*, \([0-9][0-9]*\) in all for .*/\1/p')
 fi
-rows=("batch_size,windows_per_s,ms_per_batch,engine")
+provenance=$(PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" "$python" -c 'import csv, io, sys
+from segmenter.evaluation.provenance import perf_columns
+columns = perf_columns(sys.argv[1])
+out = io.StringIO()
+csv.writer(out, lineterminator="\n").writerows([columns.keys(), columns.values()])
+print(out.getvalue(), end="")' "$model") || die "$model: cannot describe the run ($provenance)"
+prov_header=$(echo "$provenance" | sed -n 1p)
+prov_values=$(echo "$provenance" | sed -n 2p)
+rows=("batch_size,windows_per_s,ms_per_batch,engine,device,precision,$prov_header")
 for bs in "${sizes[@]}"; do
     if [ $engine = ais_bench ]; then
         log=$("$python" -m ais_bench --model "${model}_bs${bs}.om" --loop="${loop:-100}" --batchsize="$bs" 2>&1) \
@@ -109,7 +118,7 @@ for bs in "${sizes[@]}"; do
     fps=${line##*:}
     fps=$(echo "$fps" | tr -d ' ')
     ms=$(awk -v f="$fps" -v b="$bs" 'BEGIN { printf "%.3f", 1000 * b / f }')
-    rows+=("$bs,$fps,$ms,$name")
+    rows+=("$bs,$fps,$ms,$name,$device,$precision,$prov_values")
     projected=""
     [ -z "$total" ] || projected=$(awk -v n="$total" -v f="$fps" 'BEGIN { t = n / f
         if (t < 120) printf "  %.1f s", t; else if (t < 7200) printf "  %.1f min", t / 60; else printf "  %.1f h", t / 3600

@@ -19,6 +19,7 @@ import torch
 from segmenter.cli import ArgumentParser
 from segmenter.data.images import sample_census
 from segmenter.data.settings import resolve_dataset, window_config
+from segmenter.demo.checkpoints import write_random_checkpoint
 from segmenter.demo.writers import write_split
 from segmenter.engines.autotune import choose_engine, machine_id
 from segmenter.engines.backends import available_devices, cpu_has_bf16, open_engine
@@ -29,11 +30,11 @@ from segmenter.evaluation.evaluate import image_job
 from segmenter.evaluation.metrics import ConfusionMatrix, compute_scores
 from segmenter.evaluation.pipeline import run_pipeline
 from segmenter.model.cache import cache_dir
-from segmenter.model.checkpoint import write_random_checkpoint
 from segmenter.model.export import export_onnx
+from segmenter.model.formats.upstream import load_variant
 from segmenter.model.loading import load_model
 from segmenter.model.network import set_fused_attention
-from segmenter.model.variant import ModelConfig, load_variant, variant_beside
+from segmenter.model.variant import ModelConfig, variant_beside
 from segmenter.system import cpu_threads
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -31,9 +31,10 @@ import torch
 
 from segmenter.cli import ArgumentParser
 from segmenter.data.datasets import dataset_spec
+from segmenter.demo.checkpoints import write_random_checkpoint
 from segmenter.demo.writers import write_split
 from segmenter.engines.autotune import machine_id
-from segmenter.model.checkpoint import save_checkpoint, write_random_checkpoint
+from segmenter.model.checkpoint import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 WINDOW = 768

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""Seconds per window of the same network in both checkpoint formats, on the same engines: does reading
-MMSegmentation's files cost anything?
+"""Seconds per window of the same network in each checkpoint format, on the same engines: does reading
+MMSegmentation's or PaddleSeg's files cost anything?
 
-A random Seg-B-shaped release-format checkpoint and a random MMSegmentation-format one of the same shape (the
-zoo's settings: LayerNorm eps 1e-6, bicubic position embedding, no patch bias, exported with dynamic height and
-width for windows below the crop) are exported and run on each engine at the window size; the two are timed in
-alternation (A B A B ...) so that the machine's drift falls on both alike. Prints a Markdown table and the ratio.
+A random Seg-B-shaped release-format checkpoint, an MMSegmentation-format one of the same shape (the zoo's
+settings: LayerNorm eps 1e-6, bicubic position embedding, no patch bias, exported with dynamic height and
+width for windows below the crop) and a PaddleSeg one (mask head without q, k, v biases, patch grid that
+drops a side's remainder) are exported and run on each engine at the window size; they are timed in
+alternation (A B C A B C ...) so that the machine's drift falls on all alike. Prints a Markdown table and the
+ratios.
 """
 from __future__ import annotations
 
@@ -16,11 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from segmenter.cli import ArgumentParser
-from segmenter.demo.checkpoints import write_random_mmseg_checkpoint
+from segmenter.demo.checkpoints import (
+    write_random_checkpoint,
+    write_random_mmseg_checkpoint,
+    write_random_paddle_checkpoint,
+)
 from segmenter.engines.autotune import machine_id
 from segmenter.engines.backends import cpu_has_bf16, open_engine
 from segmenter.model.cache import exported_model
-from segmenter.model.checkpoint import write_random_checkpoint
 from segmenter.model.loading import describe_model
 
 QUIET = lambda *_: None  # noqa: E731
@@ -48,20 +53,22 @@ def compare_formats(size: str, window: int, rounds: int, engines: list[str], log
         upstream = write_random_checkpoint(tmp / "upstream", size, image_size=window, n_cls=150, dataset="ade20k",
                                            im_size=512)
         mmseg = write_random_mmseg_checkpoint(tmp / "mmseg.pth", size, window)
-        files = {name: exported_model(path, describe_model(path), (window, window), QUIET)
-                 for name, path in (("release format", upstream), ("MMSegmentation format", mmseg))}
+        paddle = write_random_paddle_checkpoint(tmp / "paddle", size, window)
+        files = {name: exported_model(path, describe_model(path, cfg), (window, window), QUIET)
+                 for name, path, cfg in (("release", upstream, None), ("mmseg", mmseg, None), ("paddle", *paddle))}
         x = np.random.default_rng(0).normal(size=(1, 3, window, window)).astype(np.float32)
         log(f"\nSeg-{size}, one {window}x{window} window, batch 1, fastest of {rounds} calls (s/window):\n\n"
-            "| engine | release format | MMSegmentation format | ratio |\n|---|---|---|---|")
+            "| engine | release format | MMSegmentation format | PaddleSeg format | MMSegmentation / release | "
+            "PaddleSeg / MMSegmentation |\n|---|---|---|---|---|---|")
         for pair in engines:
             device, precision = pair.split(":")
             if precision == "bf16" and not cpu_has_bf16():
                 continue
             opened = {name: open_engine(path, device, precision) for name, path in files.items()}
             seconds = alternate(opened, x, rounds)
-            a, b = seconds["release format"], seconds["MMSegmentation format"]
-            rows.append(dict(engine=pair, release=a, mmseg=b, ratio=b / a))
-            log(f"| {device} {precision} | {a:.3f} | {b:.3f} | {b / a:.3f} |")
+            a, b, c = seconds["release"], seconds["mmseg"], seconds["paddle"]
+            rows.append(dict(engine=pair, release=a, mmseg=b, paddle=c, ratio=b / a, paddle_ratio=c / b))
+            log(f"| {device} {precision} | {a:.3f} | {b:.3f} | {c:.3f} | {b / a:.3f} | {c / b:.3f} |")
             del opened
     return rows
 

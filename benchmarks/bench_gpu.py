@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from segmenter.cli import ArgumentParser
+from segmenter.demo.checkpoints import write_random_checkpoint
 from segmenter.demo.writers import write_split
 from segmenter.engines.torch_engine import TorchEngine
-from segmenter.model.checkpoint import write_random_checkpoint
 from segmenter.model.loading import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +47,8 @@ def demo_agreement() -> dict[str, float]:
     """Share of the demo model's predicted pixels on generated scenes equal to fp32's, per precision."""
     from segmenter.data.settings import resolve_dataset, window_config
     from segmenter.engines.runtime import image_windows
-    from segmenter.model.variant import load_variant, variant_beside
+    from segmenter.model.formats.upstream import load_variant
+    from segmenter.model.variant import variant_beside
 
     demo = ROOT / "models" / "demo" / "checkpoint.pth"
     variant = load_variant(variant_beside(demo))

@@ -21,13 +21,13 @@ from segmenter.cli import ArgumentParser
 from segmenter.data.images import sample_census
 from segmenter.data.plan import MULTISCALE_RATIOS, ImagePlan, WindowConfig, make_views
 from segmenter.data.settings import resolve_dataset, window_config
+from segmenter.demo.checkpoints import write_random_checkpoint
 from segmenter.demo.writers import write_split
 from segmenter.engines.backends import open_engine
 from segmenter.evaluation.distributed import ray_evaluate, start_ray
-from segmenter.model.checkpoint import write_random_checkpoint
 from segmenter.model.export import export_onnx
+from segmenter.model.formats.upstream import load_variant
 from segmenter.model.loading import load_model
-from segmenter.model.variant import load_variant
 
 QUIET = lambda *_: None  # noqa: E731
 

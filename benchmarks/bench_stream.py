@@ -65,8 +65,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1, help="Windows per engine call. Default: 1.")
     parser.add_argument("--stride", type=int, default=736, help="Window stride. Default: 736 (6 windows/image).")
     args = parser.parse_args()
+    from segmenter.demo.checkpoints import write_random_checkpoint
     from segmenter.demo.writers import write_split
-    from segmenter.model.checkpoint import write_random_checkpoint
     from segmenter.model.export import export_onnx
     from segmenter.model.loading import load_model
 

@@ -34,14 +34,24 @@ from .engines.runtime import (
     probe_windows,
     resolve_engine,
 )
-from .engines.table import DEVICES, needs_calibration, opens_checkpoint
+from .engines.table import DEVICES, PRECISIONS, device_record, needs_calibration, opens_checkpoint
 from .errors import SegmenterError
 from .evaluation.evaluate import EngineRoute, RayRoute, check_outputs, evaluate_dataset, open_journal
 from .evaluation.journal import evaluation_fingerprint, journal_beside
 from .evaluation.metrics import compute_scores, format_report, write_metrics
 from .evaluation.pipeline import Finished, Job, run_pipeline
+from .evaluation.provenance import (
+    RunClock,
+    data_record,
+    engine_record,
+    kept_labels,
+    model_record,
+    run_record,
+    settings_record,
+)
 from .evaluation.scoring import ScoreBook
 from .files import ensure_writable_dir, ensure_writable_file, refuse_overwrite
+from .model.formats import FORMATS
 from .model.loading import describe_model, read_description
 from .model.variant import Variant
 from .system import check_memory
@@ -78,10 +88,17 @@ class Model:
         self.calibration_images: list[Path] = []  # the files calibration reads, when given (not the data's)
         self._engine: Engine | None = None
         self._decided_for = 0  # windows of the run the `auto` choice was made for
+        self.choice = None  # what auto measured and chose (engines.autotune.Choice), once it has
 
     @property
     def classes(self) -> tuple[str, ...]:
         return self.spec.classes
+
+    def provenance(self) -> dict:
+        """The parts of the provenance record the model knows: the model file, the settings, the engine."""
+        return {"model": model_record(self.path, self.variant), "evaluation": settings_record(self.cfg),
+                "engine": engine_record(self.device, self.precision, self.batch_size, self.threads, self.requested,
+                                        self.choice)}
 
     def reads(self) -> dict:
         """The files the model was opened from (for the checks that no output overwrites them)."""
@@ -107,6 +124,7 @@ class Model:
         if (choice.device, choice.precision) != (self.device, self.precision) or choice.engine is not None:
             self._engine = None
         self.device, self.precision, self._decided_for = choice.device, choice.precision, run_windows
+        self.choice = choice
         if choice.engine is not None:
             self._engine = choice.engine
             self.log(f"{self._engine.name}, batch size {self.batch_size}")
@@ -201,6 +219,10 @@ def open_model(model: str | Path, cfg_path: str | Path | None = None, *, dataset
     of `calibration_images` (evaluate gives the data set's when none are given).
     """
     model = Path(model)
+    if device != "auto":  # an unknown device, or a precision it lacks, is one line listing what there is
+        device_record(device, None if precision == "auto" else precision)
+    elif precision != "auto" and precision not in PRECISIONS:
+        raise SegmenterError(f"unknown precision '{precision}' (known: {', '.join(PRECISIONS)})")
     variant, spec, cfg = run_settings(describe_model(model, cfg_path), dataset, image_size, window_size,
                                       window_stride, views, log)
     calibration = calibration_from_images([Path(p) for p in calibration_images], cfg, calibration_count) \
@@ -213,11 +235,13 @@ def open_model(model: str | Path, cfg_path: str | Path | None = None, *, dataset
 
 @dataclass
 class Evaluation:
-    """What evaluate found: the metrics (as the metrics file holds them) and the counts they come from."""
+    """What evaluate found: the metrics (as the metrics file holds them), the counts they come from, and the record
+    of what produced them (evaluation/provenance.py)."""
 
     metrics: dict
     book: ScoreBook
     spec: DatasetSpec
+    run: dict | None = None
 
     @property
     def confusion(self) -> np.ndarray:
@@ -248,8 +272,10 @@ def evaluate(model: Model, data_root: str | Path, split: str | None = None, *, m
              pred_dir: str | Path | None = None, report: str | Path | None = None, resume: bool = False,
              ray: str | None = None, ray_actors: int = 1, title: str | None = None) -> Evaluation:
     """Evaluate an opened model on its data set under `data_root`: the metrics, written to `metrics_path` when
-    given, with predictions (`pred_dir`), an HTML report (`report`, a folder), a journal to resume from
-    (`resume`, beside the metrics file) and Ray (`ray`: "local" or a cluster's address) on request."""
+    given (with the provenance record as its `run:` block), with predictions (`pred_dir`), an HTML report
+    (`report`, a folder), a journal to resume from (`resume`, beside the metrics file) and Ray (`ray`: "local" or
+    a cluster's address) on request."""
+    clock = RunClock()
     log = model.log
     if resume and not metrics_path:
         raise SegmenterError("resuming keeps a journal beside the metrics file: give a metrics path")
@@ -260,11 +286,14 @@ def evaluate(model: Model, data_root: str | Path, split: str | None = None, *, m
                      {"images": [s.image_path for s in samples], "ground truth": [s.gt_path for s in samples]})
     census = sample_census(samples, cfg)
     model.resolve_on([s.image_path for s in samples], census.windows)
+    record = {**model.provenance(), "data": data_record(spec, split, data_root, samples)}
     uses_calibration = needs_calibration(model.device, model.precision)
+    session = {"started": clock.started, "started_unix": clock.started_unix, "command": clock.command,
+               "record": record}
     journal = open_journal(metrics_path, resume, lambda: evaluation_fingerprint(
         model.path, model.variant.digest, spec.name, spec.split_name(split), data_root, samples, cfg.to_json(),
         model.device, model.precision, model.calibration.identity if uses_calibration else None), spec.n_cls,
-        log) if metrics_path else None
+        log, session) if metrics_path else None
     try:
         if ray is not None:
             model.release()  # the actors open their own; the measuring's engine is not held here
@@ -278,11 +307,42 @@ def evaluate(model: Model, data_root: str | Path, split: str | None = None, *, m
     finally:
         if journal is not None:
             journal.close()
+    run = clock.finish(book.work[1], book.work[0], route="ray" if ray is not None else "stream")
+    if journal is not None and journal.sessions:  # resumed: the first run's record, every run's time
+        record = {**(journal.first_record() or record)}
+        run["sessions"] = journal.history(clock.started_unix) + [
+            {k: run[k] for k in ("started", "command", "images", "wall_seconds")}]
+    record = run_record_of(record, run)
     matrix = book.confusion.matrix
-    scores = write_metrics(metrics_path, matrix, spec, cfg.inference) if metrics_path else \
-        compute_scores(matrix, spec, cfg.inference)
+    extra = FORMATS[model.variant.format].extra_metrics
+    scores = write_metrics(metrics_path, matrix, spec, cfg.inference, extra, record) if metrics_path else \
+        compute_scores(matrix, spec, cfg.inference, extra)
     if report is not None:
         from .outputs.report import write_report
 
-        write_report(report, book, spec, scores, title or f"{model.path.name} on {spec.title} {split or ''}", log)
-    return Evaluation(scores, book, spec)
+        write_report(report, book, spec, scores, title or default_title(record), log, record)
+    return Evaluation(scores, book, spec, record)
+
+
+def run_record_of(parts: dict, run: dict) -> dict:
+    """The provenance record in its reading order, from its parts and the run block."""
+    return run_record(parts["model"], parts["engine"], run, parts["evaluation"], parts.get("data"))
+
+
+def default_title(record: dict) -> str:
+    """A report's title: the model and the data set it was evaluated on."""
+    data, model = record.get("data") or {}, record["model"]
+    name = model["architecture"].split(",")[0]
+    return f"{name} ({model['file']}) on {data.get('dataset', '')} {data.get('split', '')}".strip()
+
+
+def headline(metrics: dict, record: dict) -> str:
+    """The result in one line, saying when auto chose a precision other than fp32 (the figure is that
+    precision's, and how much of fp32's labels it kept on the probe)."""
+    engine = record["engine"]
+    line = f"mIoU {metrics['mean_iou']:.2f} at {engine['device']} {engine['precision']}"
+    kept = kept_labels(engine)
+    if engine["chosen_by"] == "auto" and engine["precision"] != "fp32":
+        line += (f", which kept {100 * kept:.1f} % of fp32's labels on the probe" if kept is not None else "") + \
+            "; give --precision fp32 for fp32's figure"
+    return line

@@ -76,13 +76,14 @@ def add_window_flags(parser: argparse.ArgumentParser) -> None:
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
     """--model and --cfg-path: a checkpoint or an exported model, and its variant or config."""
     parser.add_argument("--model", required=True,
-                        help="A released checkpoint.pth or an MMSegmentation Segmenter checkpoint (the format read "
-                             "from its content; exported at the window size once, then reused from the cache), or "
-                             "an exported ONNX model.")
+                        help="A released checkpoint.pth, an MMSegmentation Segmenter checkpoint or a PaddleSeg "
+                             "model.pdparams (the format read from its content; exported at the window size once, "
+                             "then reused from the cache), or an exported ONNX model.")
     parser.add_argument("--cfg-path", default=None,
-                        help="The model's variant.yml or MMSegmentation config (dumped, or a model-zoo config with "
-                             "_base_ files, read without running it). Default: an MMSegmentation checkpoint's own "
-                             "config, else variant.yml beside --model.")
+                        help="The model's variant.yml, MMSegmentation config (dumped, or a model-zoo config with "
+                             "_base_ files, read without running it) or PaddleSeg YAML config (needed for a "
+                             ".pdparams). Default: an MMSegmentation checkpoint's own config, else variant.yml beside "
+                             "--model.")
     add_dataset_flag(parser)
 
 

@@ -22,3 +22,7 @@ def calibration_windows(window: int, images: int = CALIBRATION_IMAGES) -> int:
     """How many windows of a window size calibrate static int8 on `images` images: CALIBRATION_PIXELS' worth, one
     per image at least, MAX_CALIBRATION_WINDOWS at most."""
     return min(MAX_CALIBRATION_WINDOWS, max(images, -(-CALIBRATION_PIXELS // (window * window))))
+
+
+DEFAULT_OPSET = 17  # ONNX opset of exports (11 for older ATC releases)
+EXPORT_TOLERANCE = 1e-3  # max |ONNX Runtime - PyTorch| on the logits of a random batch after an export

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import assert_one_line_error, run_script
+from conftest import assert_one_line_error, read_metrics, run_script
 
 __all__ = ["STEM", "OUT", "NOTHING_WRITTEN", "Catalogue", "post", "prep", "evaluate", "infer",
            "export", "gt_png", "edit_json", "edit_variant", "scores"]
@@ -47,7 +47,8 @@ class Catalogue:
 
 
 def scores(path: Path) -> dict:
-    return yaml.safe_load(path.read_text())
+    """The metrics of a metrics file (its `run:` block, which differs by run, left out)."""
+    return read_metrics(path)
 
 
 

@@ -41,7 +41,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) ->
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A tiny released-format mask-transformer checkpoint (random weights), 64x64 windows, 19 classes."""
-    from segmenter.model.checkpoint import write_random_checkpoint
+    from segmenter.demo.checkpoints import write_random_checkpoint
 
     return write_random_checkpoint(tmp_path_factory.mktemp("tiny"), "tiny", seed=1)
 
@@ -66,6 +66,15 @@ def put_cityscapes_image(root: Path, city: str, stem: str, image: np.ndarray, gt
     path.write_bytes(cv2.imencode(".png", image)[1].tobytes())
     (gt_dir / f"{stem}_gtFine_labelTrainIds.png").write_bytes(cv2.imencode(".png", gt)[1].tobytes())
     return path
+
+
+def read_metrics(path: Path) -> dict:
+    """A metrics file's metrics, without its `run:` block (the record of what produced them, which differs by run)."""
+    import yaml
+
+    doc = yaml.safe_load(Path(path).read_text())
+    doc.pop("run", None)
+    return doc
 
 
 def plain_miou(gts: list[np.ndarray], preds: list[np.ndarray], n_cls: int) -> float:

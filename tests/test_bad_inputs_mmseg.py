@@ -15,7 +15,7 @@ import torch
 from catalogue import Catalogue
 from conftest import run_script
 
-from segmenter.model.mmseg_config import evaluate_config_text
+from segmenter.model.formats.mmseg_config import evaluate_config_text
 
 catalogue = Catalogue()
 case = catalogue.case

@@ -87,22 +87,23 @@ def batch_that_cannot_fit_openvino(w):
 
 # --- checkpoints and variants
 
-@case("{w}/model/checkpoint.pth", "not a torch checkpoint")
+@case("{w}/model/checkpoint.pth", "not a checkpoint (neither a torch archive nor a pickle)")
 def random_bytes_checkpoint(w):
     (w / "model" / "checkpoint.pth").write_bytes(os.urandom(4096))
     return export(w)
 
 
-@case("{w}/model/checkpoint.pth", "damaged or not a torch checkpoint")
+@case("{w}/model/checkpoint.pth", "damaged or not a")
 def damaged_pickle_checkpoint(w):
     from segmenter.errors import SegmenterError
-    from segmenter.model.checkpoint import read_state_dict
+    from segmenter.model.loading import read_checkpoint
 
     path = w / "model" / "checkpoint.pth"
     for seed in range(50):  # random bytes fail at many places in an unpickler: each must give this error
-        path.write_bytes(b"\x80\x02" + np.random.default_rng(seed).bytes(4096))
-        with pytest.raises(SegmenterError, match="damaged or not a torch checkpoint"):
-            read_state_dict(path)
+        for head in (b"\x80\x02", b"\x80\x02\x8a\x0a"):  # a plain pickle, and older torch.save's
+            path.write_bytes(head + np.random.default_rng(seed).bytes(4096))
+            with pytest.raises(SegmenterError, match="damaged or not a (torch )?checkpoint"):
+                read_checkpoint(path)
     return export(w)
 
 

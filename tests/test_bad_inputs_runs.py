@@ -170,6 +170,22 @@ def image_too_large_to_merge_stream(w):
     return evaluate(w)
 
 
+@case("unknown device 'gpu'", "known: cpu, openvino, cuda, tensorrt, torch-cuda")
+def eval_unknown_device(w):
+    return evaluate(w, "--device", "gpu")
+
+
+@case("unknown device 'gpu'", "known: cpu, openvino", unwritten=("out",))
+def predict_unknown_device(w):
+    return run_script("segmenter_predict.py", "--model", w / "model.onnx", "--cfg-path", w / "model" / "variant.yml",
+                      "--input", w / "data", "--output-dir", w / "out", "--device", "gpu")
+
+
+@case("device openvino offers precisions fp32, bf16, int8, not 'fp16'")
+def eval_precision_the_device_lacks(w):
+    return evaluate(w, "--device", "openvino", "--precision", "fp16")
+
+
 @case("--scales 100", "at most 4")
 def scale_of_a_hundred(w):
     return evaluate(w, "--scales", "100", "--dry-run")

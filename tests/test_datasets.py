@@ -9,16 +9,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
-from conftest import plain_miou, run_script
+from conftest import plain_miou, read_metrics, run_script
 from PIL import Image
 
 from segmenter.data.datasets import DATASETS, dataset_spec
 from segmenter.data.images import view_windows
 from segmenter.data.plan import MULTISCALE_RATIOS, ImagePlan, WindowConfig, make_views
+from segmenter.demo.checkpoints import write_random_checkpoint
 from segmenter.demo.writers import write_split
 from segmenter.evaluation.scoring import ImageMerger
-from segmenter.model.checkpoint import write_random_checkpoint
 from segmenter.model.loading import load_model
 from segmenter.model.variant import NORMALIZATIONS
 
@@ -123,8 +122,8 @@ def test_dataset_on_both_routes(tmp_path, dataset, views):
     for step in steps:
         proc = run_script(*step)
         assert proc.returncode == 0, (step[0], proc.stderr)
-    files = yaml.safe_load((tmp_path / "files.yaml").read_text())
-    assert files == yaml.safe_load((tmp_path / "stream.yaml").read_text())
+    files = read_metrics(tmp_path / "files.yaml")
+    assert files == read_metrics(tmp_path / "stream.yaml")
     assert files["dataset"] == dataset and files["inference"] == ("multi_scale" if views else "single_scale")
     assert list(files["per_class_iou"]) == list(spec.classes) and len(files["cat_iou"]) == spec.n_cls
     assert ("cat_iou_categories" in files) == (dataset == "cityscapes")

@@ -23,3 +23,8 @@ def test_demo_script(tmp_path, route):
     assert (tmp_path / "perf.csv").read_text().count("\n") == 3  # header + batch sizes 1 and 2
     overlays = sorted((tmp_path / "overlays").glob("*_overlay.png"))
     assert len(overlays) == 4 and len({p.name.split("_")[0] for p in overlays}) >= 2  # spread over cities
+    assert (tmp_path / "variant.yml").is_file()  # beside model.onnx: the README's predict command on it works
+    predicted = sorted((tmp_path / "predicted").glob("*_labels.png"))
+    record = yaml.safe_load((tmp_path / "predicted" / "run.yaml").read_text())
+    assert predicted and record["run"]["images"] == len(predicted)
+    assert record["model"]["sha256"] == scores["run"]["model"]["sha256"]  # the same model.onnx on both

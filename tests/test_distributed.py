@@ -11,8 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import yaml
-from conftest import ROOT, run_script
+from conftest import ROOT, read_metrics, run_script
 
 ray = pytest.importorskip("ray", reason="Ray is installed by requirements-ray.txt (the test set-up)")
 
@@ -47,14 +46,14 @@ def reference(setup) -> dict:
     """The single-process run: metrics and label PNGs, with and without the slow settings."""
     evaluate(setup, setup / "single.yaml", "--pred-dir", setup / "pred_single")
     evaluate(setup, setup / "single_slow.yaml", *SLOW)
-    return {"fast": yaml.safe_load((setup / "single.yaml").read_text()),
-            "slow": yaml.safe_load((setup / "single_slow.yaml").read_text())}
+    return {"fast": read_metrics(setup / "single.yaml"),
+            "slow": read_metrics(setup / "single_slow.yaml")}
 
 
 @pytest.mark.parametrize("actors", [1, 2])
 def test_ray_equals_single_process(setup, reference, tmp_path, actors):
     proc = evaluate(setup, tmp_path / "ray.yaml", "--ray", "--ray-actors", actors, "--pred-dir", tmp_path / "pred")
-    assert yaml.safe_load((tmp_path / "ray.yaml").read_text()) == reference["fast"]
+    assert read_metrics(tmp_path / "ray.yaml") == reference["fast"]
     assert "images per Ray node" in proc.stdout
     single = sorted((setup / "pred_single" / "labels").iterdir())
     assert len(single) == N_IMAGES
@@ -76,11 +75,12 @@ def test_ray_measures_auto_once_on_the_driver(setup, tmp_path):
     single = run_script(*common, "--metrics-path", tmp_path / "single.yaml", "--device", device, "--precision",
                         precision, env=env)
     assert single.returncode == 0, single.stderr
-    assert yaml.safe_load((tmp_path / "ray.yaml").read_text()) == yaml.safe_load((tmp_path / "single.yaml").read_text())
+    assert read_metrics(tmp_path / "ray.yaml") == read_metrics(tmp_path / "single.yaml")
 
 
 def journal_lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()[1:]]
+    """The journal's lines of scored images (not its header, nor the lines of the runs that wrote to it)."""
+    return [doc for line in path.read_text().splitlines()[1:] if "session" not in (doc := json.loads(line))]
 
 
 def stop_after(args: list, journal: Path, images: int, sig: int) -> None:
@@ -89,7 +89,7 @@ def stop_after(args: list, journal: Path, images: int, sig: int) -> None:
                             stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
-        if journal.exists() and len(journal.read_text().splitlines()) > images:
+        if journal.exists() and len(journal_lines(journal)) >= images:
             break
         time.sleep(0.05)
     assert proc.poll() is None, "the run ended before it could be stopped"
@@ -106,7 +106,7 @@ def test_stopped_runs_resume_on_both_routes(setup, reference, tmp_path):
     assert 2 <= done < N_IMAGES and not metrics.exists()
     proc = evaluate(setup, metrics, *SLOW, "--resume", "--ray", "--ray-actors", 2)
     assert f"{done} images already scored" in proc.stdout
-    assert yaml.safe_load(metrics.read_text()) == reference["slow"]
+    assert read_metrics(metrics) == reference["slow"]
     prefixes = [line["prefix"] for line in journal_lines(journal)]
     assert len(prefixes) == len(set(prefixes)) == N_IMAGES  # each image scored once
     # Ray route interrupted with Ctrl-C half-way; then resumed in one process
@@ -117,7 +117,7 @@ def test_stopped_runs_resume_on_both_routes(setup, reference, tmp_path):
     assert 1 <= done < N_IMAGES
     proc = evaluate(setup, metrics, *SLOW, "--resume")
     assert f"{done} images already scored" in proc.stdout
-    assert yaml.safe_load(metrics.read_text()) == reference["slow"]
+    assert read_metrics(metrics) == reference["slow"]
     assert len({line["prefix"] for line in journal_lines(journal)}) == len(journal_lines(journal)) == N_IMAGES
 
 
@@ -127,7 +127,7 @@ def test_a_killed_actor_is_restarted_and_its_images_redone(setup, reference, tmp
     from segmenter.data.settings import resolve_dataset, window_config
     from segmenter.evaluation.distributed import RayScorer, ray_evaluate
     from segmenter.evaluation.metrics import compute_scores
-    from segmenter.model.variant import load_variant
+    from segmenter.model.formats.upstream import load_variant
 
     marker = tmp_path / "killed_once"
 
@@ -176,7 +176,7 @@ def test_a_second_node_joined_by_address_does_part_of_the_work(setup, reference,
     assert "Ray: 2 nodes, 2 CPUs" in proc.stdout
     nodes = proc.stdout.split("images per Ray node: ")[1].splitlines()[0].split(", ")
     assert len(nodes) == 2 and sum(int(n.split()[1]) for n in nodes) == N_IMAGES  # both nodes scored images
-    assert yaml.safe_load((tmp_path / "cluster.yaml").read_text()) == reference["fast"]
+    assert read_metrics(tmp_path / "cluster.yaml") == reference["fast"]
 
 
 def test_gpu_engines_ask_ray_for_a_gpu_per_actor(monkeypatch, setup):
@@ -185,7 +185,7 @@ def test_gpu_engines_ask_ray_for_a_gpu_per_actor(monkeypatch, setup):
     from segmenter.data.images import sample_census
     from segmenter.data.settings import resolve_dataset, window_config
     from segmenter.engines.table import DEVICES
-    from segmenter.model.variant import load_variant
+    from segmenter.model.formats.upstream import load_variant
 
     asked = {}
 

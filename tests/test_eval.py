@@ -5,8 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
-from conftest import assert_one_line_error, run_script
+from conftest import assert_one_line_error, read_metrics, run_script
 
 from segmenter.engines.backends import available_devices, open_engine
 from segmenter.model.export import export_onnx
@@ -37,21 +36,21 @@ def evaluate(root: Path, model: Path, tag: str, *extra) -> dict:
                       "--metrics-path", root / f"{tag}.yaml", *extra)
     assert proc.returncode == 0, proc.stderr
     assert "evaluate" in proc.stderr and "img/s" in proc.stderr  # progress bar with images/s
-    return yaml.safe_load((root / f"{tag}.yaml").read_text())
+    return read_metrics(root / f"{tag}.yaml")
 
 
 def test_streaming_equals_file_route(files_route):
     root = files_route
     streamed = evaluate(root, root / "model" / "m.onnx", "stream", "--device", "cpu", "--precision", "fp32",
                         "--pred-dir", root / "pred_stream")
-    assert streamed == yaml.safe_load((root / "files.yaml").read_text())
+    assert streamed == read_metrics(root / "files.yaml")
     for png in (root / "pred_files" / "labelIds").iterdir():
         assert png.read_bytes() == (root / "pred_stream" / "labelIds" / png.name).read_bytes()
 
 
 def test_streaming_from_checkpoint_and_across_images(files_route):
     root = files_route
-    files = yaml.safe_load((root / "files.yaml").read_text())
+    files = read_metrics(root / "files.yaml")
     # 3 windows per image: batches of 4 straddle image boundaries, the last one is padded
     batched = evaluate(root, root / "model" / "checkpoint.pth", "ckpt", "--device", "cpu", "--precision", "fp32",
                        "--batch-size", 4)
@@ -62,7 +61,7 @@ def test_streaming_from_checkpoint_and_across_images(files_route):
 def test_streaming_default_engine(files_route):
     root = files_route
     auto = evaluate(root, root / "model" / "m.onnx", "auto")
-    assert auto["mean_iou"] == pytest.approx(yaml.safe_load((root / "files.yaml").read_text())["mean_iou"], abs=1.0)
+    assert auto["mean_iou"] == pytest.approx(read_metrics(root / "files.yaml")["mean_iou"], abs=1.0)
 
 
 def test_window_size_mismatch(files_route, tmp_path):
@@ -81,7 +80,7 @@ def test_window_size_mismatch(files_route, tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory):
-    from segmenter.model.checkpoint import write_random_checkpoint
+    from segmenter.demo.checkpoints import write_random_checkpoint
     from segmenter.model.loading import load_model
 
     folder = tmp_path_factory.mktemp("engines")

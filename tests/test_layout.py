@@ -12,7 +12,7 @@ from conftest import ROOT
 
 PACKAGE = ROOT / "segmenter"
 STAGES = [
-    {"errors", "files", "progress", "system", "defaults"},  # helpers every stage may use
+    {"errors", "files", "progress", "system", "defaults", "extras"},  # helpers every stage may use
     {"model"},  # the network and its files
     {"data"},  # data sets, images, views, windows, a run's settings
     {"engines"},  # running exported models
@@ -20,7 +20,7 @@ STAGES = [
     {"fileroute"},  # the guide's steps between files, on evaluation's scoring
     {"outputs"},  # report, pictures, predictions
     {"demo"},  # generated data
-    {"api", "cli", "__init__"},  # what scripts and programs call
+    {"api", "cli", "commands", "__init__"},  # what scripts and programs call, and the commands
 ]
 
 

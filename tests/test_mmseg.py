@@ -18,9 +18,9 @@ import yaml
 from conftest import ROOT, run_script
 
 from segmenter.api import evaluate, open_model
+from segmenter.model.formats.mmseg import our_key, to_ours
+from segmenter.model.formats.mmseg_config import evaluate_config_text, read_config
 from segmenter.model.loading import describe_model
-from segmenter.model.mmseg import our_key, to_our_keys
-from segmenter.model.mmseg_config import evaluate_config_text, read_config
 
 GOLDEN = ROOT / "tests" / "data" / "golden" / "mmseg_tiny"
 REFS = ROOT / "tests" / "data" / "mmseg"
@@ -83,7 +83,7 @@ def test_the_description_of_the_zoo_settings():
     meta = torch.load(GOLDEN / "mask" / "checkpoint.pth", weights_only=True)["meta"]
     assert variant.classes == tuple(meta["CLASSES"]) and variant.palette[1] == tuple(meta["PALETTE"][1])
     zero_x = evaluate_config_text(ZERO_X_CONFIG, "0.x")  # a zoo file's meta config, as mmseg 0.x dumped it
-    from segmenter.model.mmseg import describe_config
+    from segmenter.model.formats.mmseg import describe_config
 
     old = describe_config(zero_x, Path("0.x"))
     assert (old.image_size, old.box_ratio, old.window_size, old.window_stride, old.normalization) == \
@@ -116,13 +116,14 @@ data = dict(samples_per_gpu=1, test=dict(type='ADE20KDataset', data_root='data/a
 
 def test_key_mapping_is_a_pure_renaming():
     state = torch.load(GOLDEN / "mask" / "checkpoint.pth", weights_only=True)["state_dict"]
-    ours, names = to_our_keys(state, Path("x"))
+    renamed = to_ours(state, Path("x"))
+    ours, names = renamed.state, renamed.names
     assert len(ours) == len(state) and set(names.values()) == set(state)
     assert names["encoder.blocks.1.attn.qkv.weight"] == "backbone.layers.1.attn.attn.in_proj_weight"
     assert torch.equal(ours["decoder.proj_patch"], state["decode_head.patch_proj.weight"].t())
     assert our_key("backbone.ln1.bias") == "encoder.norm.bias" and our_key("backbone.head.weight") is None
     linear = torch.load(GOLDEN / "linear" / "checkpoint.pth", weights_only=True)["state_dict"]
-    assert to_our_keys(linear, Path("x"))[0]["decoder.head.weight"].shape == (150, 64)  # a 1x1 convolution
+    assert to_ours(linear, Path("x")).state["decoder.head.weight"].shape == (150, 64)  # a 1x1 convolution
 
 
 # ----------------------------------------------------------------------------- the golden set, every route

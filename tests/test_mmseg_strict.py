@@ -22,10 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from segmenter.errors import SegmenterError
-from segmenter.model.checkpoint import check_archive, read_checkpoint
-from segmenter.model.loading import load_model
-from segmenter.model.mmseg import describe_config
-from segmenter.model.mmseg_config import evaluate_config_text
+from segmenter.model.checkpoint import check_archive
+from segmenter.model.formats.mmseg import describe_config
+from segmenter.model.formats.mmseg_config import evaluate_config_text
+from segmenter.model.loading import load_model, read_checkpoint
 
 GOLDEN = ROOT / "tests" / "data" / "golden" / "mmseg_tiny"
 SOURCE = Path("cfg.py")
@@ -289,7 +289,7 @@ BOUNDED = """
 import resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))  # 1 GiB of address space for the whole interpreter
 from segmenter.errors import SegmenterError
-from segmenter.model.mmseg_config import evaluate_config_text
+from segmenter.model.formats.mmseg_config import evaluate_config_text
 try:
     evaluate_config_text(sys.stdin.read(), "cfg.py")
 except SegmenterError as exc:
@@ -349,7 +349,7 @@ def test_any_expression_gives_a_value_or_one_line_within_bounds(first, second):
 
 
 def test_bases_that_fan_out_are_bounded(tmp_path):
-    from segmenter.model.mmseg_config import read_config
+    from segmenter.model.formats.mmseg_config import read_config
 
     for level in range(12):  # each file names the next level twice: 2**12 reads unbounded
         (tmp_path / f"l{level}.py").write_text(f"_base_ = ['l{level + 1}.py', 'l{level + 1}.py']\n")
@@ -360,7 +360,7 @@ def test_bases_that_fan_out_are_bounded(tmp_path):
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs need a POSIX system")
 def test_special_files_are_refused_not_read(tmp_path):
-    from segmenter.model.mmseg_config import read_config
+    from segmenter.model.formats.mmseg_config import read_config
 
     os.mkfifo(tmp_path / "pipe.py")
     (tmp_path / "child.py").write_text("_base_ = 'pipe.py'\n")
@@ -374,8 +374,8 @@ def test_special_files_are_refused_not_read(tmp_path):
 DIGEST = """
 import sys
 from pathlib import Path
-from segmenter.model.mmseg import describe_config
-from segmenter.model.mmseg_config import evaluate_config_text
+from segmenter.model.formats.mmseg import describe_config
+from segmenter.model.formats.mmseg_config import evaluate_config_text
 cfg = evaluate_config_text(Path(sys.argv[1]).read_text(), "c")
 cfg["extra"] = {"tags": {"alpha", "beta", "gamma", "delta"}, 1: "one", "two": 2}
 print(describe_config(cfg, Path("c")).digest)

@@ -134,7 +134,7 @@ def test_infer_layout_and_summary(chain):
 def test_infer_pure_inference_prints_throughput():
     import tempfile
 
-    from segmenter.model.checkpoint import write_random_checkpoint
+    from segmenter.demo.checkpoints import write_random_checkpoint
     with tempfile.TemporaryDirectory() as tmp:
         write_random_checkpoint(tmp, "tiny")
         proc = run_script("segmenter_pytorch2onnx.py", "-c", f"{tmp}/checkpoint.pth", "-o", f"{tmp}/m.onnx")

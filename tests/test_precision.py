@@ -11,10 +11,10 @@ from conftest import run_script
 
 import segmenter.engines.autotune as autotune
 import segmenter.engines.quantize as quantize
+from segmenter.demo.checkpoints import write_random_checkpoint
 from segmenter.engines.backends import cpu_has_bf16, open_engine
 from segmenter.engines.quantize import Calibration, fp16_ir, static_int8
 from segmenter.errors import SegmenterError
-from segmenter.model.checkpoint import write_random_checkpoint
 from segmenter.model.export import export_onnx
 from segmenter.model.loading import load_model
 

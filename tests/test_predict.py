@@ -117,6 +117,10 @@ def test_videos_give_overlay_videos_and_frames(predicted):
             count += 1
         assert count == frames
         assert len(list((out / f"{name}_frames").glob("*_labels.png"))) == frames
+        import av  # the video extra (setup.sh installs it): H.264, which browsers play
+
+        with av.open(str(out / f"{name}_overlay.mp4")) as video:
+            assert video.streams.video[0].codec_context.name == "h264"
 
 
 def test_labels_equal_the_evaluations(tiny_checkpoint, tmp_path):

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import bash_script as bash
 
+from segmenter.demo.checkpoints import write_random_checkpoint
 from segmenter.demo.writers import write_split
-from segmenter.model.checkpoint import write_random_checkpoint
 from segmenter.model.loading import load_model
 
 

@@ -11,13 +11,13 @@ from hypothesis import strategies as st
 from segmenter.data.datasets.cityscapes import SPEC as CITYSCAPES
 from segmenter.data.images import sample_census
 from segmenter.data.plan import MAX_WINDOWS_PER_IMAGE, ImagePlan, View, WindowConfig
+from segmenter.demo.checkpoints import write_random_checkpoint
 from segmenter.engines.backends import open_engine
 from segmenter.errors import SegmenterError
 from segmenter.evaluation.evaluate import EngineRoute, evaluate_dataset
 from segmenter.fileroute.aisbench import list_inputs, run_benchmark
 from segmenter.fileroute.postprocess import run_postprocess
 from segmenter.fileroute.preprocess import run_preprocess
-from segmenter.model.checkpoint import write_random_checkpoint
 from segmenter.model.export import export_onnx
 from segmenter.model.loading import load_model
 

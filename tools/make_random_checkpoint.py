@@ -6,8 +6,8 @@ import argparse
 
 from segmenter.cli import ArgumentParser
 from segmenter.data.datasets import DATASETS, dataset_spec
+from segmenter.demo.checkpoints import SIZES, write_random_checkpoint
 from segmenter.errors import run_cli
-from segmenter.model.checkpoint import SIZES, write_random_checkpoint
 from segmenter.model.variant import DECODER_NAMES, NORMALIZATIONS
 
 

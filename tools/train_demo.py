@@ -21,13 +21,14 @@ from segmenter.data.datasets.cityscapes import SPEC as CITYSCAPES
 from segmenter.data.images import view_windows
 from segmenter.data.plan import ImagePlan, WindowConfig
 from segmenter.defaults import default_stride
+from segmenter.demo.checkpoints import make_variant_dict, save_released_format
 from segmenter.demo.scenes import draw_street_scene
 from segmenter.errors import run_cli
 from segmenter.evaluation.metrics import ConfusionMatrix, compute_scores
 from segmenter.evaluation.scoring import ImageMerger
-from segmenter.model.checkpoint import make_variant_dict, save_released_format
+from segmenter.model.formats.upstream import parse_variant
 from segmenter.model.network import Segmenter
-from segmenter.model.variant import NORMALIZATIONS, parse_variant
+from segmenter.model.variant import NORMALIZATIONS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -57,17 +57,26 @@ def write_image(path: str | Path, image: np.ndarray) -> None:
 
 
 def preprocess_view(bgr: np.ndarray, layout_resized: tuple[int, int], canvas: tuple[int, int], view: View,
-                    normalization: str) -> np.ndarray:
+                    normalization: str, base_hw: tuple[int, int] | None = None) -> np.ndarray:
     """(H, W, 3) uint8 BGR -> (3, h, w) float32 normalized RGB on one view's canvas.
 
     Resize to the view's size bilinearly on uint8, BGR -> RGB, (x - mean) / std, flip when the view
-    is flipped, then raise the short side to the window size bilinearly when it is below it.
+    is flipped, then raise the short side to the window size bilinearly when it is below it. With
+    `base_hw` (the short-side-float rule, PaddleSeg's), the pixels are resized as float32 instead, first
+    to base_hw and then, for a view of another ratio, from there to the view's size.
     """
     h, w = layout_resized
-    if (h, w) != bgr.shape[:2]:
-        bgr = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_LINEAR)
     mean, std = (np.asarray(v, np.float32) for v in NORMALIZATIONS[normalization])
-    rgb = (bgr[:, :, ::-1].astype(np.float32) - mean) * (1.0 / std)
+    if base_hw is not None:
+        rgb = bgr[:, :, ::-1].astype(np.float32)
+        for size in dict.fromkeys([base_hw, (h, w)]):
+            if size != rgb.shape[:2]:
+                rgb = cv2.resize(rgb, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+        rgb = (rgb - mean) * (1.0 / std)
+    else:
+        if (h, w) != bgr.shape[:2]:
+            bgr = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_LINEAR)
+        rgb = (bgr[:, :, ::-1].astype(np.float32) - mean) * (1.0 / std)
     if view.flip:
         rgb = rgb[:, ::-1]
     if canvas != (h, w):
@@ -78,8 +87,9 @@ def preprocess_view(bgr: np.ndarray, layout_resized: tuple[int, int], canvas: tu
 def view_windows(bgr: np.ndarray, plan: ImagePlan, cfg: WindowConfig) -> Iterator[np.ndarray]:
     """An image's windows, one (n_anchors, 3, window, window) float32 array per view, views in order."""
     w = cfg.window_size
+    base = cfg.base_size(bgr.shape[:2]) if cfg.resize_rule == "short-side-float" else None
     for layout in plan.views:
-        image = preprocess_view(bgr, layout.resized_hw, layout.canvas_hw, layout.view, cfg.normalization)
+        image = preprocess_view(bgr, layout.resized_hw, layout.canvas_hw, layout.view, cfg.normalization, base)
         yield cut_windows(image, layout.anchors, w)
 
 

@@ -38,6 +38,14 @@ MULTISCALE_RATIOS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)  # upstream --multiscale, 
 
 MAX_SCALE = 4.0  # resize ratios beyond this are mistakes (evaluation uses up to 1.75), not views
 MAX_VIEWS = 64
+# How an image is resized for its views: "fit-box", into the data set's box (r * S, S) scaled by the view's ratio,
+# side = int(x * scale + 0.5), on uint8 pixels (the upstream release, mmcv's imrescale); "short-side-float", its short
+# side to S (the other side int(round(x * S / short))) on float pixels, then the view's ratio of that size
+# (PaddleSeg's ResizeByShort, then aug_inference's scales)
+RESIZE_RULES = ("fit-box", "short-side-float")
+# How views are combined: "softmax", the mean of their probabilities at the original size (upstream, mmseg);
+# "mean-logits", the mean of their logits at the resized (ratio 1) size, then resized to the original (PaddleSeg)
+VIEW_MERGES = ("softmax", "mean-logits")
 
 
 def check_scale(scale: float) -> None:
@@ -67,8 +75,13 @@ class WindowConfig:
     box_ratio: int = 2  # the data set's long / short side of the fit box (Cityscapes 2)
     views: tuple[View, ...] = SINGLE_SCALE
     raise_to_window: bool = True  # a short side below the window raised to it (upstream), else smaller windows
+    resize_rule: str = "fit-box"  # one of RESIZE_RULES
+    view_merge: str = "softmax"  # one of VIEW_MERGES
 
     def __post_init__(self) -> None:
+        if self.resize_rule not in RESIZE_RULES or self.view_merge not in VIEW_MERGES:
+            raise SegmenterError(f"resize rule {self.resize_rule!r} / view merge {self.view_merge!r}: known are "
+                                 f"{', '.join(RESIZE_RULES)} / {', '.join(VIEW_MERGES)}")
         if self.window_size <= 0:
             raise SegmenterError(f"window size must be positive, got {self.window_size}")
         if self.image_size <= 0:
@@ -93,11 +106,27 @@ class WindowConfig:
         """(long side, short side) of the box a view's image is resized to fit."""
         return int(view.scale * self.box_ratio * self.image_size), int(view.scale * self.image_size)
 
+    def base_size(self, hw: tuple[int, int]) -> tuple[int, int]:
+        """The ratio-1 size of an image under the resize rule (the size view logits are merged at, for mean-logits)."""
+        if self.resize_rule == "short-side-float":
+            return short_side_size(hw, self.image_size)
+        return resized_size(hw, self.fit_box(View()))
+
+    @classmethod
+    def from_json(cls, doc: dict) -> WindowConfig:
+        """The settings to_json wrote (by this package, for another of its processes: not checked as a file is)."""
+        views = tuple(View(v["scale"], v["flip"], v.get("of_image", False)) for v in doc["views"])
+        return cls(doc["image_size"], doc["window_size"], doc["window_stride"], doc["normalization"],
+                   doc["box_ratio"], views, doc.get("raise_to_window", True), doc.get("resize_rule", "fit-box"),
+                   doc.get("view_merge", "softmax"))
+
     def to_json(self) -> dict:
         return {"image_size": self.image_size, "window_size": self.window_size, "window_stride": self.window_stride,
                 "normalization": self.normalization, "box_ratio": self.box_ratio,
                 "views": [v.to_json() for v in self.views],
-                **({} if self.raise_to_window else {"raise_to_window": False})}
+                **({} if self.raise_to_window else {"raise_to_window": False}),
+                **({} if self.resize_rule == "fit-box" else {"resize_rule": self.resize_rule}),
+                **({} if self.view_merge == "softmax" else {"view_merge": self.view_merge})}
 
 
 def resized_size(hw: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
@@ -105,6 +134,13 @@ def resized_size(hw: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
     h, w = hw
     scale = min(box[0] / max(h, w), box[1] / min(h, w))
     return max(1, int(h * scale + 0.5)), max(1, int(w * scale + 0.5))
+
+
+def short_side_size(hw: tuple[int, int], short: int) -> tuple[int, int]:
+    """PaddleSeg's ResizeByShort: the short side to `short`, each side int(round(side * short / short side))."""
+    h, w = hw
+    scale = short / min(h, w)
+    return max(1, int(round(h * scale))), max(1, int(round(w * scale)))
 
 
 def scaled_size(hw: tuple[int, int], ratio: float) -> tuple[int, int]:
@@ -138,8 +174,16 @@ class ViewLayout:
                 "anchors": [list(a) for a in self.anchors]}
 
 
+def view_size(original_hw: tuple[int, int], view: View, cfg: WindowConfig) -> tuple[int, int]:
+    """The size a view resizes the image to, by the resize rule (and, for mmseg 1.x's views, of the image itself)."""
+    if cfg.resize_rule == "short-side-float":
+        h, w = cfg.base_size(original_hw)  # aug_inference: int(side * scale + 0.5) of the ResizeByShort size
+        return max(1, int(h * view.scale + 0.5)), max(1, int(w * view.scale + 0.5))
+    return scaled_size(original_hw, view.scale) if view.of_image else resized_size(original_hw, cfg.fit_box(view))
+
+
 def layout_view(original_hw: tuple[int, int], view: View, cfg: WindowConfig) -> ViewLayout:
-    resized = scaled_size(original_hw, view.scale) if view.of_image else resized_size(original_hw, cfg.fit_box(view))
+    resized = view_size(original_hw, view, cfg)
     canvas = canvas_size(resized, cfg.window_size) if cfg.raise_to_window else resized
     count = axis_window_count(canvas[0], cfg.window_size, cfg.window_stride) * \
         axis_window_count(canvas[1], cfg.window_size, cfg.window_stride)
@@ -160,13 +204,16 @@ class ImagePlan:
     gt_path: str
     original_hw: tuple[int, int]
     views: tuple[ViewLayout, ...] = field(default=())
+    merge_hw: tuple[int, int] | None = None  # None: views combined as probabilities at the original size; else
+    # their logits averaged at this size (the mean-logits merge), then resized to the original
 
     @classmethod
     def for_image(cls, name: str, prefix: str, image_path: str | Path, gt_path: str | Path,
                   original_hw: tuple[int, int], cfg: WindowConfig) -> ImagePlan:
         hw = (int(original_hw[0]), int(original_hw[1]))
+        merge = cfg.base_size(hw) if cfg.view_merge == "mean-logits" else None
         return cls(name, prefix, str(image_path), str(gt_path), hw,
-                   tuple(layout_view(hw, view, cfg) for view in cfg.views))
+                   tuple(layout_view(hw, view, cfg) for view in cfg.views), merge)
 
     @property
     def n_windows(self) -> int:
@@ -174,16 +221,19 @@ class ImagePlan:
 
     def merge_bytes(self, n_cls: int) -> int:
         """Memory to merge the image's windows: one view's (K, canvas) sum and three (K, H, W) maps at the original
-        size (the resized view, the views' sum, a softmax), float32."""
+        size (the resized view, the views' sum, a softmax), float32; and the sum at merge_hw where views merge
+        there."""
         canvas = max(v.canvas_hw[0] * v.canvas_hw[1] for v in self.views)
-        return 4 * n_cls * (canvas + 3 * self.original_hw[0] * self.original_hw[1])
+        merged = self.merge_hw[0] * self.merge_hw[1] if self.merge_hw else 0
+        return 4 * n_cls * (canvas + merged + 3 * self.original_hw[0] * self.original_hw[1])
 
     def window_name(self, k: int) -> str:
         return f"{self.prefix}_{k}"
 
     def to_json(self) -> dict:
         return {"name": self.name, "prefix": self.prefix, "image_path": self.image_path, "gt_path": self.gt_path,
-                "original_hw": list(self.original_hw), "views": [v.to_json() for v in self.views]}
+                "original_hw": list(self.original_hw), "views": [v.to_json() for v in self.views],
+                **({"merge_hw": list(self.merge_hw)} if self.merge_hw else {})}
 
 
 def stem_of(name: str) -> str:

@@ -18,7 +18,7 @@ def resolve_dataset(variant: Variant, name: str | None = None) -> DatasetSpec:
     if name is None:
         raise SegmenterError(f"{variant.path}: names no data set (dataset_kwargs.dataset): give one of "
                              f"{', '.join(DATASETS)}")
-    known = {n for spec in DATASETS.values() for n in (spec.name, spec.mmseg_type)}
+    known = {n for spec in DATASETS.values() for n in spec.names}
     if name not in known:
         raise SegmenterError(f"{variant.path}: data set '{name}' is not one this software reads (known: "
                              f"{', '.join(DATASETS)}); give one of those")
@@ -60,7 +60,8 @@ def window_config(variant: Variant, spec: DatasetSpec, image_size: int | None = 
         views = model_views(variant)
     return WindowConfig(image_size=size, window_size=window, window_stride=stride,
                         normalization=variant.normalization, box_ratio=variant.box_ratio or spec.box_ratio,
-                        views=views, raise_to_window=variant.raise_to_window)
+                        views=views, raise_to_window=variant.raise_to_window, resize_rule=variant.resize_rule,
+                        view_merge=variant.view_merge)
 
 
 def describe(cfg: WindowConfig, spec: DatasetSpec) -> str:
@@ -69,5 +70,6 @@ def describe(cfg: WindowConfig, spec: DatasetSpec) -> str:
     views = "single scale" if cfg.inference == "single_scale" else (
         f"{len(cfg.views)} views: scales{of} {' '.join(f'{s:g}' for s in dict.fromkeys(v.scale for v in cfg.views))}"
         + (" each also flipped" if any(v.flip for v in cfg.views) else ""))
-    return (f"{spec.title}: images resized to fit {cfg.box_ratio * cfg.image_size}x{cfg.image_size}, windows "
-            f"{cfg.window_size} at stride {cfg.window_stride}, {views}")
+    resize = f"their short side resized to {cfg.image_size}" if cfg.resize_rule == "short-side-float" else \
+        f"resized to fit {cfg.box_ratio * cfg.image_size}x{cfg.image_size}"
+    return f"{spec.title}: images {resize}, windows {cfg.window_size} at stride {cfg.window_stride}, {views}"

@@ -19,7 +19,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -27,14 +27,13 @@ import numpy as np
 
 from ..errors import SegmenterError
 from ..files import atomic_write
-from ..system import release_memory
+from ..system import cpu_model, gpu_names, package_version, release_memory
 from .backends import Engine, available_devices, cpu_has_bf16
 from .table import DEVICES
 
 AGREEMENT_BUDGET = 0.99  # least share of probe pixels whose class equals fp32's
 MAX_TIMED_CALLS = 3  # timed calls per candidate after one warm-up call; the fastest counts (noise only slows)
 PROBE_SHARE = 0.05  # extra timed calls only while they cost less than this share of the run's estimate
-CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "avx_vnni")
 CACHE_VERSION = 2
 
 
@@ -42,34 +41,14 @@ def machine_id() -> str:
     """What decides engine speed here: the CPU model, its relevant features, the core count and the GPUs."""
     import os
 
-    model, flags = "?", set()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    gpus = []
-    try:
-        import torch
-
-        gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    except Exception:  # noqa: BLE001 - no torch or no driver: no GPU
-        pass
-    features = [f for f in CPU_FEATURES if f in flags]
-    return f"{model}; {' '.join(features)}; {os.cpu_count()} cores; gpus: {', '.join(gpus) or 'none'}"
+    model, features = cpu_model()
+    return f"{model}; {' '.join(features)}; {os.cpu_count()} cores; gpus: {', '.join(gpu_names()) or 'none'}"
 
 
 def engine_versions() -> str:
-    versions = []
-    for name in ("onnxruntime", "openvino", "nncf", "torch"):
-        try:
-            versions.append(f"{name} {__import__(name).__version__}")
-        except ImportError:
-            pass
-    return ", ".join(versions)
+    """The installed engines' versions (from their metadata, without importing them)."""
+    return ", ".join(f"{name} {v}" for name in ("onnxruntime", "onnxruntime-gpu", "openvino", "nncf", "torch")
+                     if (v := package_version(name)))
 
 
 def candidates(device: str, precision: str, torch_ok: bool, calibration_ok: bool) -> list[tuple[str, str]]:
@@ -107,6 +86,7 @@ class Choice:
     precision: str
     engine: Engine | None = None
     explanation: str = ""
+    measured: dict = field(default_factory=dict)  # "device precision" -> seconds_per_window, agreement (share of fp32)
 
 
 def _seconds(value, zero: bool = False) -> bool:
@@ -311,7 +291,7 @@ def choose_engine(device: str, precision: str, open_engine: Callable[[str, str],
     engine = runner.engine if runner.engine_pair == best_pair else None
     if engine is None:
         runner.release()
-    return Choice(best_pair[0], best_pair[1], engine, explanation)
+    return Choice(best_pair[0], best_pair[1], engine, explanation, measured)
 
 
 def _open_or_skip(runner: Probe, pair: tuple[str, str], calls: Callable[[float], int], log) -> dict | None:

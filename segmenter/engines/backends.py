@@ -11,7 +11,8 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import SegmenterError
-from ..system import check_memory, cpu_threads
+from ..extras import installed
+from ..system import check_memory, cpu_threads, gpu_names, package_version
 from .quantize import Calibration, derived_model, dynamic_int8, fp16_graph, fp16_ir, read_openvino, static_int8
 from .table import device_record
 
@@ -56,9 +57,12 @@ class OnnxRuntimeEngine:
 
         provider = self.PROVIDERS[device]
         if provider not in ort.get_available_providers():
+            both = package_version("onnxruntime") and package_version("onnxruntime-gpu")
+            fix = ("onnxruntime and onnxruntime-gpu are both installed and overwrite each other's module: pip "
+                   "uninstall -y onnxruntime onnxruntime-gpu && pip install -r requirements-gpu.txt") if both else \
+                "pip install -r requirements-gpu.txt on a CUDA host (it replaces onnxruntime)"
             raise SegmenterError(f"device {device} needs ONNX Runtime's {provider}, which this onnxruntime lacks "
-                                 f"(available: {', '.join(ort.get_available_providers())}); "
-                                 "pip install -r requirements-gpu.txt on a CUDA host")
+                                 f"(available: {', '.join(ort.get_available_providers())}); {fix}")
         if precision == "int8":
             model_path = derived_model(model_path, "dynamic-int8", dynamic_int8, "dynamic int8 weights")
         elif precision == "fp16" and device == "cuda":
@@ -194,19 +198,10 @@ def available_devices() -> list[str]:
 
     providers = ort.get_available_providers()
     found = [d for d in ("tensorrt", "cuda") if OnnxRuntimeEngine.PROVIDERS[d] in providers]
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            found.append("torch-cuda")
-    except ImportError:
-        pass
-    try:
-        import openvino  # noqa: F401
-
+    if installed("torch") and gpu_names():  # PyTorch is imported by the engine that runs, not to ask
+        found.append("torch-cuda")
+    if installed("openvino"):
         found.append("openvino")
-    except ImportError:
-        pass
     return found + ["cpu"]
 
 

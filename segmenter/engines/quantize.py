@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import SegmenterError
+from ..extras import require
 from ..files import content_key, derived_files, file_sha256
 
 # Kept out of static int8, by measurement on the demo model and the larger trained one (README): the patch
@@ -107,11 +108,7 @@ def static_int8(model_path: Path, calibration: Calibration | None, keep_in_float
                              "evaluate, or a folder of images")
     source = file_sha256(model_path)
     target = copy_target(model_path, "static-int8", calibration, keep_in_float)
-    try:
-        import nncf
-        import openvino  # noqa: F401 - NNCF quantizes OpenVINO models
-    except ImportError:
-        raise SegmenterError("static int8 needs NNCF and OpenVINO: pip install -r requirements.txt") from None
+    nncf = require("nncf", "int8", "static int8 on OpenVINO")
 
     def quantize(tmps: list[str]) -> None:
         windows = calibration.windows()

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SegmenterError
+from ..extras import require
 
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
@@ -19,7 +20,7 @@ DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 class TorchEngine:
     def __init__(self, checkpoint: str | Path, variant=None, torch_device: str = "cuda", precision: str = "bf16",
                  batch_size: int = 1, window: int | None = None, compile: bool = False) -> None:
-        import torch
+        torch = require("torch", "torch", "the PyTorch engine")
 
         from ..model.loading import is_checkpoint, load_model
         from ..model.network import set_fused_attention

@@ -20,9 +20,10 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from ..data.plan import ImagePlan, View, WindowConfig
+from ..data.plan import ImagePlan, WindowConfig
 from ..engines.table import is_gpu
 from ..errors import SegmenterError
+from ..extras import require
 from ..files import FileDigest
 from ..progress import progress
 from .journal import Entry, Journal
@@ -32,12 +33,6 @@ from .scoring import ScoreBook, score_image
 
 IMAGES_PER_CALL = 2  # images per actor call: small, so results stream back and a lost actor redoes little
 ACTORS_START_S = 600  # how long the whole pool may take to start before the first image is handed out
-
-
-def _cfg_from_json(doc: dict) -> WindowConfig:
-    views = tuple(View(v["scale"], v["flip"], v.get("of_image", False)) for v in doc["views"])
-    return WindowConfig(doc["image_size"], doc["window_size"], doc["window_stride"], doc["normalization"],
-                        doc["box_ratio"], views, doc.get("raise_to_window", True))
 
 
 class RayScorer:
@@ -55,7 +50,7 @@ class RayScorer:
         from ..engines.backends import open_engine
 
         self.batch_size, self.keep_labels = batch_size, keep_labels
-        self.cfg, self.spec = _cfg_from_json(cfg_json), dataset_spec(dataset)
+        self.cfg, self.spec = WindowConfig.from_json(cfg_json), dataset_spec(dataset)
         self.node = ray.get_runtime_context().get_node_id()
         self.error = ""
         try:
@@ -166,10 +161,7 @@ def ray_session(address: str | None, log=print) -> Iterator:
 
 def start_ray(address: str | None, log=print):
     """Join the cluster at `address` (e.g. auto, ray://host:10001), or start a local Ray runtime."""
-    try:
-        import ray
-    except ImportError:
-        raise SegmenterError("the Ray route needs Ray: pip install -r requirements-ray.txt") from None
+    ray = require("ray", "ray", "the Ray route")
     if ray.is_initialized():
         return ray
     import logging

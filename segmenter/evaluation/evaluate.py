@@ -188,16 +188,18 @@ def resume_from(journal: Journal | None, plans: list[ImagePlan], book: ScoreBook
     return todo
 
 
-def open_journal(metrics_path: str | Path, resume: bool, fingerprint, n_cls: int, log=print) -> Journal | None:
-    """The journal beside the metrics file when resuming (fingerprint() computed then); without resuming, an
-    existing journal is an error rather than silently ignored or replaced."""
+def open_journal(metrics_path: str | Path, resume: bool, fingerprint, n_cls: int, log=print,
+                 session: dict | None = None) -> Journal | None:
+    """The journal beside the metrics file when resuming (fingerprint() computed then; `session`, this run's start,
+    command and provenance record, journaled); without resuming, an existing journal is an error rather than
+    silently ignored or replaced."""
     path = journal_beside(metrics_path)
     if not resume:
         if path.exists():
             raise SegmenterError(f"{path}: a journal of an earlier resumable run is here; resume that run, or "
                                  "delete the journal to start afresh")
         return None
-    return Journal(path, fingerprint(), n_cls, log)
+    return Journal(path, fingerprint(), n_cls, log, session)
 
 
 # ----------------------------------------------------------------------------- the entry
@@ -216,6 +218,7 @@ def evaluate_dataset(plans: list[ImagePlan], spec: DatasetSpec, cfg: WindowConfi
     check_inputs(plans, spec.n_cls)
     book = ScoreBook(spec.n_cls, keep_worst=6 if report else 0)
     todo = resume_from(journal, plans, book, spec, pred_dir, log)
+    book.work = (len(todo), sum(p.n_windows for p in todo))
     with staged(pred_dir if journal is None else None) as stage, route.session(log):
         out = stage if journal is None else pred_dir
         route.segment(todo, spec, cfg, book, journal, out, report, log)

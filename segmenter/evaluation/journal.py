@@ -2,10 +2,12 @@
 
 `<metrics file>.journal.jsonl`: a first line with the fingerprint of everything that decides the
 result (model and variant file hashes, data set, split and data root, the list of images, windows,
-views, engine, precision, the static-int8 calibration), then one line per scored image: its confusion
-counts (non-zero cells only), its labelled pixel count, the path, size and content hash of its image
-and ground truth as they were read, and where its predictions were saved. Every line carries a
-checksum. Each line is written whole and flushed to disk as its image finishes; a line cut short by a
+views, engine, precision, the static-int8 calibration); a line per run that wrote to it (its start,
+command line and, for the first, the provenance record of the run: a resumed evaluation reports the
+first run's record and every run's time); then one line per scored image: its confusion counts
+(non-zero cells only), its labelled pixel count, the path, size and content hash of its image and
+ground truth as they were read, where its predictions were saved, and when it was scored. Every line
+carries a checksum. Each line is written whole and flushed to disk as its image finishes; a line cut short by a
 crash is ignored when read back, and a line that fails its checks is named and its image scored again.
 """
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +24,7 @@ import numpy as np
 from ..errors import SegmenterError
 from ..files import FileDigest, content_key, file_sha256
 
-JOURNAL_VERSION = 2
+JOURNAL_VERSION = 3
 
 
 def journal_beside(metrics_path: str | Path) -> Path:
@@ -39,6 +42,7 @@ class Entry:
     gt: FileDigest | None = None
     pred_dir: str | None = None  # real path of the folder its predictions were saved in, if any
     line: int = 0  # where it was read from
+    scored_at: float = 0.0  # unix time it was journaled
 
     @property
     def labelled(self) -> int:
@@ -59,7 +63,8 @@ def _encode(entry: Entry) -> str:
     return _signed({"name": entry.name, "prefix": entry.prefix, "cells": cells.tolist(),
                     "counts": flat[cells].tolist(), "labelled": entry.labelled,
                     "image": entry.image.to_json() if entry.image else None,
-                    "gt": entry.gt.to_json() if entry.gt else None, "pred_dir": entry.pred_dir})
+                    "gt": entry.gt.to_json() if entry.gt else None, "pred_dir": entry.pred_dir,
+                    "t": round(time.time(), 3)})
 
 
 def _digest(value) -> FileDigest | None:
@@ -98,20 +103,22 @@ def _decode(line: str, number: int, n_cls: int) -> Entry:
         image, gt = _digest(doc.get("image")), _digest(doc.get("gt"))
     except (TypeError, ValueError):
         raise ValueError("its image and ground-truth records must be [path, size, sha256]") from None
-    pred_dir = doc.get("pred_dir")
+    pred_dir, scored_at = doc.get("pred_dir"), doc.get("t")
     return Entry(doc["name"], doc["prefix"], flat.reshape(n_cls, n_cls), image, gt,
-                 pred_dir if isinstance(pred_dir, str) else None, number)
+                 pred_dir if isinstance(pred_dir, str) else None, number,
+                 float(scored_at) if isinstance(scored_at, (int, float)) and not isinstance(scored_at, bool) else 0.0)
 
 
 class Journal:
     """Open for appending; `entries` holds what an earlier run of the same fingerprint scored."""
 
-    def __init__(self, path: Path, fingerprint: dict, n_cls: int, log=print) -> None:
+    def __init__(self, path: Path, fingerprint: dict, n_cls: int, log=print, session: dict | None = None) -> None:
         if path.is_dir():
             raise SegmenterError(f"{path}: the journal of --resume is a folder here; move it, or give another "
                                  "metrics path")
         self.path, self.n_cls, self.log = path, n_cls, log
         self.entries: dict[str, Entry] = {}
+        self.sessions: list[dict] = []  # the runs that wrote to it before this one: start, command, record
         self._fresh = not path.exists()
         fingerprint = {"journal_version": JOURNAL_VERSION, **fingerprint}
         if not self._fresh:
@@ -124,6 +131,8 @@ class Journal:
                                  "metrics path") from None
         if self._fresh:
             self._write_line(_signed({"fingerprint": fingerprint}))
+        if session is not None:
+            self._write_line(_signed({"session": session}))
 
     def _read(self, fingerprint: dict) -> None:
         data = self.path.read_bytes()
@@ -147,6 +156,10 @@ class Journal:
             raise SegmenterError(f"{self.path}: the journal is of another evaluation ({'; '.join(differs)}); "
                                  "resume with the same settings and data, or delete it to start afresh")
         for number, line in enumerate(lines[1:], 2):
+            session = _session(line)
+            if session is not None:
+                self.sessions.append(session)
+                continue
             try:
                 entry = _decode(line, number, self.n_cls)
             except ValueError as exc:
@@ -162,6 +175,22 @@ class Journal:
         self.file.flush()
         os.fsync(self.file.fileno())
 
+    def history(self, until: float) -> list[dict]:
+        """The earlier runs (those before `until`, this run's start): when each started, its command, how many
+        images it scored and for how long (to its last scored image)."""
+        starts = [s.get("started_unix", 0.0) for s in self.sessions] + [until]
+        runs = []
+        for i, session in enumerate(self.sessions):
+            times = [e.scored_at for e in self.entries.values() if starts[i] <= e.scored_at < starts[i + 1]]
+            runs.append({"started": session.get("started"), "command": session.get("command"),
+                         "images": len(times), "wall_seconds": round(max(times) - starts[i], 3) if times else 0.0})
+        return runs
+
+    def first_record(self) -> dict | None:
+        """The provenance record of the run that began the journal, if it wrote one."""
+        record = self.sessions[0].get("record") if self.sessions else None
+        return record if isinstance(record, dict) else None
+
     def forget(self, prefix: str) -> None:
         """Drop an entry read back, so that its image is scored (and journaled) again."""
         self.entries.pop(prefix, None)
@@ -175,6 +204,18 @@ class Journal:
 
     def close(self) -> None:
         self.file.close()
+
+
+def _session(line: str) -> dict | None:
+    """A run's line (checked), or None for any other line."""
+    try:
+        doc = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("session"), dict):
+        return None
+    check = doc.pop("check", None)
+    return doc["session"] if check == _checksum(doc) else None
 
 
 def _short(value) -> str:

@@ -76,9 +76,15 @@ def _percent(value: float) -> float:
     return round(float(value) * 100, 2)
 
 
-def compute_scores(matrix: np.ndarray, spec: DatasetSpec, inference: str = "single_scale") -> dict:
-    """The guide's metric keys (percent, 2 decimals), per-class IoU by name, and category IoU where the data set
-    has categories; at least one labelled pixel is needed."""
+# Publishers' own definitions, recorded beside the usual ones for the formats that name them (formats/ extra_metrics):
+# PaddleSeg's mIoU counts a class absent from both prediction and ground truth as IoU 0 (utils/metrics.mean_iou)
+EXTRA_METRICS = {"paddleseg_mean_iou": lambda iou: float(np.nan_to_num(iou, nan=0.0).mean())}
+
+
+def compute_scores(matrix: np.ndarray, spec: DatasetSpec, inference: str = "single_scale",
+                   extra: tuple[str, ...] = ()) -> dict:
+    """The guide's metric keys (percent, 2 decimals), per-class IoU by name, category IoU where the data set has
+    categories, and the `extra` metrics named (EXTRA_METRICS); at least one labelled pixel is needed."""
     if matrix.sum() == 0:
         raise SegmenterError("no labelled pixel in any ground truth: the metrics are undefined")
     if matrix.shape[0] != spec.n_cls:
@@ -100,6 +106,8 @@ def compute_scores(matrix: np.ndarray, spec: DatasetSpec, inference: str = "sing
         cats = category_iou(matrix, spec.categories)
         scores["cat_iou_categories"] = {k: _percent(v) for k, v in cats.items()}
         scores["mean_iou_categories"] = _percent(np.nanmean(list(cats.values())))
+    for name in extra:
+        scores[name] = _percent(EXTRA_METRICS[name](iou))
     return scores
 
 
@@ -121,10 +129,13 @@ def format_report(matrix: np.ndarray, spec: DatasetSpec, inference: str = "singl
     return "\n".join(lines)
 
 
-def write_metrics(path: str | Path, matrix: np.ndarray, spec: DatasetSpec, inference: str = "single_scale") -> dict:
-    """Write the metrics YAML atomically; returns the scores."""
-    scores = compute_scores(matrix, spec, inference)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(yaml.safe_dump(scores, sort_keys=False)))
+def write_metrics(path: str | Path, matrix: np.ndarray, spec: DatasetSpec, inference: str = "single_scale",
+                  extra: tuple[str, ...] = (), run: dict | None = None) -> dict:
+    """Write the metrics YAML atomically, with `run`, the record of what produced them (evaluation/provenance.py),
+    as its `run:` block after the metrics; returns the scores."""
+    scores = compute_scores(matrix, spec, inference, extra)
+    doc = {**scores, **({"run": run} if run else {})}
+    atomic_write(path, lambda tmp: Path(tmp).write_text(yaml.safe_dump(doc, sort_keys=False)))
     return scores
 
 

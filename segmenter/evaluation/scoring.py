@@ -32,8 +32,10 @@ class ImageMerger:
     A view's windows are summed on its canvas and divided by the per-pixel window count, resized
     bilinearly to the original size, turned into probabilities with a softmax and flipped back if the
     view was flipped; the image's probabilities are the mean over its views. With a single unflipped
-    view the softmax is skipped: it does not change the argmax. Memory: one view's canvas and one
-    (K, H, W) map at the original size.
+    view the softmax is skipped: it does not change the argmax. Where the plan merges views as logits
+    (plan.merge_hw, PaddleSeg's rule), each view's merged logits are resized to merge_hw and flipped back,
+    their mean resized to the original size. Memory: one view's canvas and one (K, H, W) map at the
+    original size.
     """
 
     def __init__(self, plan: ImagePlan, n_cls: int, window: int) -> None:
@@ -42,7 +44,7 @@ class ImageMerger:
         self._view = 0
         self._in_view = 0
         self._canvas: WindowMerger | None = None
-        self._sum: np.ndarray | None = None  # (K, H, W): sum of view probabilities, or the single view's logits
+        self._sum: np.ndarray | None = None  # (K, H, W): sum of view probabilities, or logits (see _logits)
 
     @property
     def complete(self) -> bool:
@@ -51,6 +53,11 @@ class ImageMerger:
     @property
     def single_view(self) -> bool:
         return len(self.plan.views) == 1 and not self.plan.views[0].view.flip
+
+    @property
+    def _logits(self) -> bool:
+        """Whether the sum holds logits (one unflipped view, or views merged as logits) rather than probabilities."""
+        return self.single_view or self.plan.merge_hw is not None
 
     def add(self, k: int, logits: np.ndarray) -> None:
         """Add window k's (K, window, window) logits; windows must come in order."""
@@ -66,35 +73,38 @@ class ImageMerger:
             self._finish_view(layout.view.flip)
 
     def _finish_view(self, flip: bool) -> None:
-        merged = resize_logits(self._canvas.mean(), self.plan.original_hw)
+        merge_hw = self.plan.merge_hw
+        merged = resize_logits(self._canvas.mean(), merge_hw or self.plan.original_hw)
         self._canvas = None
         self._view += 1
         self._in_view = 0
-        if self.single_view:
+        if self.single_view and merge_hw is None:
             self._sum = merged
             return
-        probs = softmax(np.array(merged, np.float32))
+        values = np.array(merged, np.float32) if merge_hw else softmax(np.array(merged, np.float32))
         if flip:
-            probs = probs[:, :, ::-1]
+            values = values[:, :, ::-1]
         if self._sum is None:
-            self._sum = np.ascontiguousarray(probs)
+            self._sum = np.ascontiguousarray(values)
         else:
-            self._sum += probs
+            self._sum += values
+        if merge_hw and self._view == len(self.plan.views):  # the mean of the views' logits, at the original size
+            self._sum = resize_logits(self._sum / len(self.plan.views), self.plan.original_hw)
 
     def probabilities(self) -> np.ndarray:
         """(K, H, W) float32 mean probabilities over the views, at the original size."""
         if not self.complete:
             raise ValueError(f"{self.plan.name}: {self.added} of {self.plan.n_windows} windows merged")
-        if self.single_view:
+        if self._logits:
             return softmax(self._sum.copy())
         return self._sum / len(self.plan.views)
 
     def scores(self) -> np.ndarray:
-        """(K, H, W) float32 at the original size: the merged logits of a single unflipped view, the mean class
-        probabilities of several."""
+        """(K, H, W) float32 at the original size: the merged logits of a single unflipped view (or of views merged
+        as logits), the mean class probabilities of several."""
         if not self.complete:
             raise ValueError(f"{self.plan.name}: {self.added} of {self.plan.n_windows} windows merged")
-        return self._sum if self.single_view else self._sum / len(self.plan.views)
+        return self._sum if self._logits else self._sum / len(self.plan.views)
 
     def labels(self) -> np.ndarray:
         """(H, W) uint8 class indices at the original size; ties go to the lower class."""
@@ -161,6 +171,7 @@ class ScoreBook:
         self.keep_worst = keep_worst
         self._by_prefix: dict[str, ImageResult] = {}
         self._pictures: dict[str, tuple[ImagePlan, np.ndarray]] = {}
+        self.work = (0, 0)  # (images, windows) segmented by this run; the rest came from a journal
 
     @property
     def images(self) -> int:

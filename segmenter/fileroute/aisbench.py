@@ -11,6 +11,7 @@ import numpy as np
 from ..data.arrays import SUFFIXES, check_window_file, read_window_file, window_file_shape, write_window_file
 from ..engines.backends import Engine
 from ..errors import SegmenterError
+from ..evaluation.provenance import RunClock, machine_record, versions_record
 from ..files import atomic_write, ensure_writable_dir
 from ..progress import track
 from .manifest import read_stamp
@@ -75,8 +76,11 @@ def timed(engine: Engine, batch: np.ndarray, timings: list[float]) -> np.ndarray
 
 
 def run_benchmark(engine: Engine, *, inputs: list[Path] | None, output_dir: Path | None, outfmt: str = "BIN",
-                  batch_size: int = 1, loop: int = 1, warmup: int = 1, log=print) -> dict:
-    """Run like ais_bench; returns the summary dict (also written beside output_dir when given)."""
+                  batch_size: int = 1, loop: int = 1, warmup: int = 1, log=print, record: dict | None = None) -> dict:
+    """Run like ais_bench; returns the summary dict (also written beside output_dir when given). With `record`
+    (the model and engine parts of a provenance record), the summary adds a `provenance` block: those, the run's
+    time and windows, the machine and the versions (ais_bench's readers ignore it)."""
+    clock = RunClock()
     if batch_size < 1 or loop < 1 or warmup < 0:
         raise SegmenterError("batch size and loop must be >= 1 and warm-up count >= 0")
     fmt = outfmt.lower()
@@ -116,6 +120,10 @@ def run_benchmark(engine: Engine, *, inputs: list[Path] | None, output_dir: Path
     throughput = 1000 * batch_size / stats["mean"]
     summary = {"NPU_compute_time": stats, "H2D_latency": {}, "D2H_latency": {}, "throughput": throughput,
                "batchsize": batch_size, "engine": engine.name, "filesinfo": filesinfo}
+    if record is not None:
+        windows = len(inputs) if inputs is not None else batch_size * loop
+        summary["provenance"] = {**record, "run": clock.finish(windows, 0, loop=loop),
+                                 "machine": machine_record(), "versions": versions_record()}
     folders = {f.parent for f in inputs or ()}
     if len(folders) == 1 and (fingerprint := read_stamp(folders.pop())):
         summary["layout_fingerprint"] = fingerprint  # lets postprocess tell outputs of another layout

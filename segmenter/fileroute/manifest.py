@@ -11,13 +11,24 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..data.datasets import DATASETS, DatasetSpec
-from ..data.plan import MAX_SCALE, MAX_VIEWS, ImagePlan, View, WindowConfig, layout_fingerprint, stem_of
+from ..data.plan import (
+    MAX_SCALE,
+    MAX_VIEWS,
+    RESIZE_RULES,
+    VIEW_MERGES,
+    ImagePlan,
+    View,
+    WindowConfig,
+    layout_fingerprint,
+    stem_of,
+)
 from ..errors import SegmenterError
 from ..files import atomic_write
+from ..model.formats import FORMATS
 from ..model.variant import NORMALIZATIONS
 from ..system import check_memory
 
@@ -46,6 +57,9 @@ class Layout:
     fingerprint: str
     source: Path | None  # the manifest read, or None for the guide's fixed layout
     dataset: str = "cityscapes"
+    model_format: str = "upstream"  # the checkpoint format of the model it was written for (its own metrics)
+    description: dict = field(default_factory=dict)  # what preprocess recorded of the model's description
+    split: str = ""
 
 
 # ----------------------------------------------------------------------------- gt_file.txt
@@ -135,6 +149,12 @@ class _Checker:
             raise self.fail(key, f"must be true or false, got {value!r}")
         return value
 
+    def choice(self, doc: dict, key: str, known: tuple[str, ...], default: str | None = None) -> str:
+        value = doc.get(key, default or known[0])
+        if value not in known:
+            raise self.fail(key, f"must be one of {', '.join(known)}, got {value!r}")
+        return value
+
     def views(self, doc: dict) -> tuple[View, ...]:
         raw = doc.get("views", [{"scale": 1.0, "flip": False}])
         if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_VIEWS:
@@ -192,7 +212,9 @@ def read_manifest(path: Path) -> Layout:
     cfg = WindowConfig(image_size=check.integer(doc, "image_size", 1, MAX_SIDE), window_size=window,
                        window_stride=stride, normalization=normalization,
                        box_ratio=check.integer(doc, "box_ratio", 1, 64) if "box_ratio" in doc else 2,
-                       views=check.views(doc), raise_to_window=check.flag(doc, "raise_to_window", True))
+                       views=check.views(doc), raise_to_window=check.flag(doc, "raise_to_window", True),
+                       resize_rule=check.choice(doc, "resize_rule", RESIZE_RULES),
+                       view_merge=check.choice(doc, "view_merge", VIEW_MERGES))
     entries = check.get(doc, "images", "")
     if not isinstance(entries, list) or not entries:
         raise check.fail("images", "must be a non-empty list")
@@ -224,7 +246,14 @@ def read_manifest(path: Path) -> Layout:
     dataset = doc.get("dataset", "cityscapes")  # version 1 knew only Cityscapes
     if dataset not in DATASETS or DATASETS[dataset].n_cls != n_cls:
         raise check.fail("dataset", f"{dataset!r} must be one of {', '.join(DATASETS)} with n_cls classes")
-    return Layout(cfg, n_cls, plans, fingerprint, path, dataset)
+    description = doc.get("description", {})
+    if not isinstance(description, dict) or not all(isinstance(k, str) and isinstance(v, (str, int, float))
+                                                    for k, v in description.items()):
+        raise check.fail("description", "must be a mapping of names to values")
+    split = doc.get("split", "")
+    return Layout(cfg, n_cls, plans, fingerprint, path, dataset,
+                  check.choice(doc, "model_format", tuple(FORMATS), "upstream"), description,
+                  split if isinstance(split, str) else "")
 
 
 def guide_layout(entries: list[tuple[str, str]], gt_path: Path) -> Layout:

@@ -43,12 +43,20 @@ def scan_outputs(result_dir: Path) -> dict[str, dict[int, Path]]:
     return found
 
 
+def read_summary(path: Path) -> dict | None:
+    """An inference summary (ais_bench's or segmenter_infer.py's), or None where there is none or it is unreadable."""
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) else None
+
+
 def check_summary(result_dir: Path, layout: Layout) -> None:
     """Outputs made from the windows of another preprocess run are refused where the summary tells."""
     summary = result_dir.parent / f"{result_dir.name}_summary.json"
-    try:
-        recorded = json.loads(summary.read_text()).get("layout_fingerprint")
-    except (OSError, ValueError, AttributeError):
+    recorded = (read_summary(summary) or {}).get("layout_fingerprint")
+    if not isinstance(recorded, str):
         return
     if recorded and recorded != layout.fingerprint:
         raise SegmenterError(f"{summary}: the outputs were inferred from windows of another layout (fingerprint "

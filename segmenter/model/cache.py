@@ -59,13 +59,14 @@ def exported_model(checkpoint: Path, variant: Variant, input_size: tuple[int, in
 
     def export(tmps: list[str]) -> None:
         from .export import export_onnx
-        from .loading import load_model
+        from .loading import forget_checkpoints, load_model
 
         model, _ = load_model(checkpoint, variant)
         log(f"exporting {checkpoint} at {input_size[0]}x{input_size[1]} into the cache {target.parent}")
         export_onnx(model, tmps[0], input_size, log=log, dynamic_hw=dynamic)
         del model
-        release_memory()  # the PyTorch model is gone before any engine compiles
+        forget_checkpoints()
+        release_memory()  # the PyTorch model and the checkpoint read are gone before any engine compiles
 
     return derived_files(target, (".onnx",), export, source, f"export of {checkpoint.name}", log,
                          prune=False, reuse_note=f"using the export of {checkpoint} cached in {target}")

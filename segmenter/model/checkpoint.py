@@ -1,4 +1,12 @@
-"""Loading released checkpoints into our model, and writing released-format ones with random weights."""
+"""Checkpoint files as containers: recognising them from their bytes, reading them without running anything,
+checking their weights against the model, and writing them.
+
+Two containers hold the released weights: torch.save's archive (or its older pickle), read with
+torch.load(weights_only=True) after every record of the archive has been checked against the storage
+it backs; and a plain pickle of numpy arrays (PaddleSeg's .pdparams), read by an unpickler that builds
+numpy arrays and nothing else. Which publisher's format a file holds is the format table's business
+(formats/); what it means for the model is checked here, key by key.
+"""
 from __future__ import annotations
 
 import io
@@ -10,17 +18,15 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import torch
-import yaml
-
-from ..defaults import default_stride
 from ..errors import SegmenterError
 from ..files import atomic_write, check_regular
-from .mmseg import is_mmseg_state, mmseg_key, to_our_keys
-from .mmseg_config import evaluate_config_text
-from .network import Segmenter
-from .variant import ModelConfig, parse_variant
+
+if TYPE_CHECKING:
+    from .formats.record import Renamed
+    from .network import Segmenter
+    from .variant import ModelConfig
 
 # Keys present in released files but unused by segmentation (the ImageNet classifier heads).
 UNUSED_PREFIXES = ("encoder.head.", "encoder.head_dist.")
@@ -41,46 +47,51 @@ class Inert:
         pass
 
 
-def _inert(*_, **__) -> Inert:
+def inert(*_, **__) -> Inert:
     return Inert()
-
-
-# Globals admitted (as stand-ins) besides tensors and plain containers: mmengine's training state only.
-HARMLESS_GLOBALS = [(Inert, "mmengine.logging.history_buffer.HistoryBuffer"), (Inert, "numpy.ndarray"),
-                    (Inert, "numpy.dtype"), (_inert, "builtins.getattr")] + [
-    (_inert, f"{module}.{name}") for module in ("numpy.core.multiarray", "numpy._core.multiarray")
-    for name in ("_reconstruct", "scalar")]
 
 
 @dataclass(frozen=True)
 class Checkpoint:
     """What a checkpoint file holds for inference: its weights under the file's own names, its meta, its format."""
 
-    state: dict[str, torch.Tensor]
+    state: dict
     meta: dict
-    format: str  # "upstream" (`model`, encoder.* keys) or "mmseg" (`state_dict`, backbone.* / decode_head.* keys)
+    format: str  # the name of its format in the table (formats/)
     path: Path
 
 
 ZIP_MAGIC = b"PK\x03\x04"
 PICKLE_PROTOCOL = b"\x80"
+TORCH_LEGACY = b"\x8a\x0a"  # older torch.save begins with its magic number, pickled as a 10-byte long
 
 
-def checkpoint_kind(path: str | Path) -> str | None:
-    """How a file is written, from its first bytes: "zip" (torch.save's archive), "pickle" (older torch.save, and
-    pickled dicts of arrays), or None (not a checkpoint: an exported model, or something else)."""
-    path = check_regular(path, "model file")
+def checkpoint_kind(path: str | Path, what: str = "model file") -> str | None:
+    """How a file is written, from its first bytes: "zip" (torch.save's archive), "torch-pickle" (older
+    torch.save), "pickle" (a plain pickle: PaddleSeg's .pdparams), or None (not a checkpoint: an exported model,
+    or something else)."""
+    path = check_regular(path, what)
     with open(path, "rb") as fh:
         head = fh.read(4)
     if head == ZIP_MAGIC and zipfile.is_zipfile(path):
         return "zip"
-    return "pickle" if head[:1] == PICKLE_PROTOCOL else None
+    if head[:1] != PICKLE_PROTOCOL:
+        return None
+    return "torch-pickle" if head[2:4] == TORCH_LEGACY else "pickle"
 
 
 def is_checkpoint(path: str | Path) -> bool:
     """A checkpoint (the engines export it first), as opposed to an exported model: read from the content, never
     from the file's name."""
     return checkpoint_kind(path) is not None
+
+
+def is_tensor_state(state: Any) -> bool:
+    """A non-empty dict of str keys and torch tensors."""
+    import torch
+
+    return isinstance(state, dict) and bool(state) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())
 
 
 # Bytes per element of each storage type torch.save names (torch/storage.py's legacy typed storages)
@@ -182,54 +193,75 @@ def check_archive(path: Path) -> bool:
     return stored
 
 
-def read_checkpoint(path: str | Path) -> Checkpoint:
-    """A checkpoint loaded without arbitrary unpickling, its format recognised from its content (keys and meta);
-    an archive's records are checked against the tensors they back before any is read."""
-    path = Path(path)
-    kind = checkpoint_kind(check_regular(path, "checkpoint"))
-    if kind is None:  # torch.save writes a zip, older ones a pickle
-        raise SegmenterError(f"{path}: not a torch checkpoint (neither a zip archive nor a pickle); "
-                             "give the released checkpoint.pth")
+def load_torch(path: Path, kind: str, admitted: list) -> Any:
+    """What torch.save wrote, read with weights_only (tensors, plain containers, and the `admitted` globals as the
+    stand-ins given); an archive's records are checked first and memory-mapped when stored uncompressed."""
+    import torch
+
     mmap = check_archive(path) if kind == "zip" else False
     try:
-        with torch.serialization.safe_globals(HARMLESS_GLOBALS):
-            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        with torch.serialization.safe_globals(admitted):
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL (\S+)", str(exc))
         if not found:
             raise SegmenterError(f"{path}: damaged or not a torch checkpoint (unreadable pickle data)") from None
         raise SegmenterError(f"{path}: refused, loading it would need arbitrary unpickling (it references "
-                             f"{found.group(1)}); only tensors, plain containers and mmengine's training records "
-                             "are accepted") from None
+                             f"{found.group(1)}); only tensors, plain containers and the training records of the "
+                             "known formats are accepted") from None
     except Exception as exc:  # noqa: BLE001 - damaged data can fail anywhere in the unpickler
         reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
         raise SegmenterError(f"{path}: damaged or not a torch checkpoint ({reason})") from None
-    if isinstance(ckpt, dict) and isinstance(ckpt.get("state_dict"), dict) and is_mmseg_state(ckpt["state_dict"]):
-        meta = ckpt.get("meta") if isinstance(ckpt.get("meta"), dict) else {}
-        state, fmt = ckpt["state_dict"], "mmseg"
-    else:
-        state = ckpt["model"] if isinstance(ckpt, dict) and isinstance(ckpt.get("model"), dict) else ckpt
-        meta, fmt = {}, "upstream"
-    if not isinstance(state, dict) or not state or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                                           for k, v in state.items()):
-        raise SegmenterError(f"{path}: expected the released 'model' state dict, or MMSegmentation's 'state_dict', "
-                             "of tensors")
-    return Checkpoint(state, meta, fmt, path)
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A checkpoint's state dict under this package's names (MMSegmentation's keys mapped onto them)."""
-    ckpt = read_checkpoint(path)
-    return to_our_keys(ckpt.state, ckpt.path)[0] if ckpt.format == "mmseg" else ckpt.state
+def _numpy_globals() -> dict[str, Any]:
+    """The globals a pickle of numpy arrays names: array reconstruction, the array and dtype types, scalars."""
+    import numpy as np
+
+    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray  # numpy 2 / 1
+    found = {"numpy.ndarray": np.ndarray, "numpy.dtype": np.dtype}
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        found[f"{module}._reconstruct"] = multiarray._reconstruct
+        found[f"{module}.scalar"] = multiarray.scalar
+    for name in ("Float64DType", "Float32DType", "Float16DType", "Int64DType", "Int32DType", "Int16DType",
+                 "Int8DType", "UInt8DType", "BoolDType"):  # numpy 2 pickles a dtype by its class
+        if hasattr(np.dtypes, name):
+            found[f"numpy.dtypes.{name}"] = getattr(np.dtypes, name)
+    return found
 
 
-def embedded_config(ckpt: Checkpoint) -> dict:
-    """The config an MMSegmentation checkpoint carries (meta['config'] from mmseg 0.x, meta['cfg'] from mmengine)."""
-    text = ckpt.meta.get("config") or ckpt.meta.get("cfg")
-    if not isinstance(text, str) or not text.strip():
-        raise SegmenterError(f"{ckpt.path}: an MMSegmentation checkpoint without a config inside (meta['config'] "
-                             "or meta['cfg']); give the model's config file with the config flag")
-    return evaluate_config_text(text, f"{ckpt.path} (its meta config)")
+class _ArrayUnpickler(pickle.Unpickler):
+    """Builds numpy arrays and plain containers; any other global is refused by name, nothing else runs."""
+
+    def __init__(self, fh) -> None:
+        super().__init__(fh)
+        self.allowed = _numpy_globals()
+
+    def find_class(self, module: str, name: str):
+        found = self.allowed.get(f"{module}.{name}")
+        if found is None:
+            raise pickle.UnpicklingError(f"GLOBAL {module}.{name}")
+        return found
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("a persistent reference, which a pickle of arrays does not hold")
+
+
+def load_array_pickle(path: Path) -> Any:
+    """A plain pickle of numpy arrays and containers (PaddleSeg's .pdparams), read without paddle and without
+    running anything of the file."""
+    try:
+        with open(path, "rb") as fh:
+            return _ArrayUnpickler(fh).load()
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL (\S+)", str(exc))
+        if found:
+            raise SegmenterError(f"{path}: refused, reading it would need {found.group(1)}; a weight file of numpy "
+                                 "arrays names only numpy's array reconstruction") from None
+        raise SegmenterError(f"{path}: damaged or not a checkpoint ({str(exc)[:120]})") from None
+    except Exception as exc:  # noqa: BLE001 - damaged data can fail anywhere in the unpickler
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        raise SegmenterError(f"{path}: damaged or not a checkpoint ({reason})") from None
 
 
 def check_position_grid(n_positions: int, cfg: ModelConfig, path: str | Path) -> None:
@@ -248,17 +280,13 @@ def check_position_grid(n_positions: int, cfg: ModelConfig, path: str | Path) ->
                              f"[{side * cfg.patch_size}, {side * cfg.patch_size}]")
 
 
-def _file_name(key: str, names: dict[str, str] | None) -> str:
-    """How the checkpoint's format names one of our keys (for a key it lacks)."""
-    return (mmseg_key(key) or key) if names is not None else key
+def check_state_dict(renamed: Renamed, model: Segmenter, path: str | Path) -> dict:
+    """The weights the model loads: the unused classifier keys dropped; any other key or shape disagreement, or a
+    weight that is not a finite float, is an error naming it as the file names it."""
+    import torch
 
-
-def check_state_dict(state: dict[str, torch.Tensor], model: Segmenter, path: str | Path,
-                     names: dict[str, str] | None = None) -> dict[str, torch.Tensor]:
-    """Drop the unused classifier keys; any other key or shape disagreement is an error naming it (under the
-    file's own name, `names` mapping ours to it)."""
-    name = lambda key: (names or {}).get(key, key)  # noqa: E731
-    state = {k: v for k, v in state.items() if not k.startswith(UNUSED_PREFIXES)}
+    name = lambda key: renamed.names.get(key, key)  # noqa: E731
+    state = {k: v for k, v in renamed.state.items() if not k.startswith(UNUSED_PREFIXES)}
     pos = state.get("encoder.pos_embed")
     if isinstance(pos, torch.Tensor) and pos.ndim == 3:
         check_position_grid(pos.shape[1] - model.cfg.n_extra_tokens, model.cfg, path)
@@ -268,14 +296,12 @@ def check_state_dict(state: dict[str, torch.Tensor], model: Segmenter, path: str
     for kind, keys in (("missing", missing), ("unexpected", unexpected)):
         if keys:
             more = f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
-            key = name(keys[0]) if kind == "unexpected" else _file_name(keys[0], names)
+            key = name(keys[0]) if kind == "unexpected" else renamed.name_of_missing(keys[0])
             raise SegmenterError(f"{path}: {kind} key '{key}'{more}; does the variant (or config) match this "
                                  "checkpoint?")
     for key, ref in expected.items():
         if tuple(state[key].shape) != tuple(ref.shape):
-            shape = tuple(state[key].shape)
-            if names is not None and key in ("decoder.proj_patch", "decoder.proj_classes"):
-                shape = shape[::-1]  # as the file stores it (a Linear weight)
+            shape = renamed.shapes.get(key, tuple(state[key].shape))  # as the file stores it
             raise SegmenterError(f"{path}: key '{name(key)}' has shape {shape} in the checkpoint but "
                                  f"{tuple(ref.shape)} in the model its variant or config describes")
     for key in expected:
@@ -289,51 +315,6 @@ def check_state_dict(state: dict[str, torch.Tensor], model: Segmenter, path: str
     return {k: v.float() for k, v in state.items()}
 
 
-# Encoder shapes of the released backbones (upstream `config.yml`), and a tiny one for tests.
-SIZES: dict[str, dict] = {
-    "tiny": dict(d_model=64, n_heads=2, n_layers=2, backbone="vit_tiny_test"),
-    "T": dict(d_model=192, n_heads=3, n_layers=12, backbone="vit_tiny_patch16_384"),
-    "S": dict(d_model=384, n_heads=6, n_layers=12, backbone="vit_small_patch16_384"),
-    "B": dict(d_model=768, n_heads=12, n_layers=12, backbone="vit_base_patch16_384"),
-    "L": dict(d_model=1024, n_heads=16, n_layers=24, backbone="vit_large_patch16_384"),
-}
-
-
-def make_variant_dict(size: str = "tiny", *, n_cls: int = 19, image_size: int = 64, patch_size: int = 16,
-                      decoder: str = "mask_transformer", decoder_layers: int = 2, distilled: bool = False,
-                      normalization: str = "vit", dataset: str = "cityscapes", im_size: int | None = None,
-                      window_stride: int | None = None, **shape_overrides) -> dict:
-    """A variant.yml mapping laid out like the released ones (tuples become !!python/tuple).
-
-    `shape_overrides` (d_model, n_heads, n_layers, backbone) change the preset of `size`.
-    """
-    if size not in SIZES:
-        raise SegmenterError(f"unknown model size '{size}' (known: {', '.join(SIZES)})")
-    shape = {**SIZES[size], **shape_overrides}
-    net = {
-        "backbone": shape["backbone"], "d_model": shape["d_model"], "n_heads": shape["n_heads"],
-        "n_layers": shape["n_layers"], "n_cls": n_cls, "image_size": (image_size, image_size),
-        "patch_size": patch_size, "normalization": normalization, "dropout": 0.0, "drop_path_rate": 0.1,
-        "decoder": {"name": decoder, "drop_path_rate": 0.0, "dropout": 0.1, "n_layers": decoder_layers},
-    }
-    if decoder == "linear":
-        net["decoder"] = {"name": "linear"}
-    if distilled:
-        net["distilled"] = True  # released files leave it out when false
-    im_size = im_size or image_size
-    return {
-        "net_kwargs": net,
-        "dataset_kwargs": {"dataset": dataset, "image_size": im_size, "crop_size": image_size,
-                           "normalization": normalization, "batch_size": 8, "num_workers": 10, "split": "train"},
-        "inference_kwargs": {"im_size": im_size, "window_size": image_size,
-                             "window_stride": window_stride or default_stride(image_size)},
-        "algorithm_kwargs": {"batch_size": 8, "eval_freq": 4, "num_epochs": 216, "start_epoch": 0},
-        "optimizer_kwargs": {"opt": "sgd", "lr": 0.001, "weight_decay": 0.0, "momentum": 0.9,
-                             "sched": "polynomial", "poly_power": 0.9, "min_lr": 1e-05},
-        "amp": False, "resume": True, "version": "normal", "log_dir": "seg", "world_batch_size": 8,
-    }
-
-
 def save_checkpoint(obj: dict, path: str | Path) -> Path:
     """torch.save(obj, path) atomically; the archive inside is named after path, whatever the temporary file's name.
 
@@ -342,6 +323,8 @@ def save_checkpoint(obj: dict, path: str | Path) -> Path:
     """
     path = Path(path)
 
+    import torch
+
     def write(tmp: str) -> None:
         with tempfile.TemporaryDirectory(prefix=".save.", dir=Path(tmp).parent) as folder:
             torch.save(obj, Path(folder) / path.name)
@@ -349,35 +332,3 @@ def save_checkpoint(obj: dict, path: str | Path) -> Path:
 
     atomic_write(path, write)
     return path
-
-
-def save_released_format(out_dir: str | Path, model: Segmenter, variant: dict, epoch: int = 0) -> Path:
-    """Write `checkpoint.pth` + `variant.yml` as the upstream training code does; returns the checkpoint path."""
-    out_dir = Path(out_dir)
-    state = dict(model.state_dict())
-    D = model.cfg.d_model
-    g = torch.Generator().manual_seed(0)
-    state["encoder.head.weight"] = torch.randn(1000, D, generator=g) * 0.02  # unused ImageNet heads
-    state["encoder.head.bias"] = torch.zeros(1000)
-    if model.cfg.distilled:
-        state["encoder.head_dist.weight"] = torch.randn(1000, D, generator=g) * 0.02
-        state["encoder.head_dist.bias"] = torch.zeros(1000)
-    ckpt = {
-        "model": state,
-        "optimizer": {"state": {}, "param_groups": [{"lr": 0.001, "params": list(range(len(state)))}]},
-        "n_cls": model.cfg.n_cls,
-        "lr_scheduler": {"base_lrs": [0.001], "last_epoch": epoch, "power": 0.9, "min_lr": 1e-05},
-        "epoch": epoch,
-    }
-    save_checkpoint(ckpt, out_dir / "checkpoint.pth")
-    atomic_write(out_dir / "variant.yml", lambda tmp: Path(tmp).write_text(yaml.dump(variant)))
-    return out_dir / "checkpoint.pth"
-
-
-def write_random_checkpoint(out_dir: str | Path, size: str = "tiny", seed: int = 0, **variant_kwargs) -> Path:
-    """A released-format checkpoint with random weights of a given size; returns the checkpoint path."""
-    variant = make_variant_dict(size, **variant_kwargs)
-    cfg: ModelConfig = parse_variant(variant, Path(out_dir) / "variant.yml").model
-    model = Segmenter(cfg)
-    model.init_weights(torch.Generator().manual_seed(seed))
-    return save_released_format(out_dir, model, variant)

@@ -8,12 +8,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..defaults import DEFAULT_OPSET, EXPORT_TOLERANCE
 from ..errors import SegmenterError
 from ..files import atomic_write
 from .network import Segmenter, set_fused_attention
 
-DEFAULT_OPSET = 17
-EXPORT_TOLERANCE = 1e-3  # max |ORT - PyTorch| on the logits of a random batch
 CHECK_BATCH = 2
 
 

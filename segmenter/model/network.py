@@ -1,7 +1,7 @@
 """Segmenter (Strudel et al., ICCV 2021): a ViT encoder and a linear or mask-transformer decoder.
 
-Parameter names match the released checkpoints (`encoder.*`, `decoder.*`); MMSegmentation's are mapped
-onto them (mmseg.py), its few differences set in ModelConfig. Inference only: dropout and drop-path
+Parameter names match the released checkpoints (`encoder.*`, `decoder.*`); the other formats' are mapped
+onto them (formats/), their few differences set in ModelConfig. Inference only: dropout and drop-path
 are identities at inference and are left out. Shapes: B batch, N tokens, C channels, D model width, E
 decoder width, K classes, gh x gw the patch grid. With `dynamic_hw`, sizes stay tensors while the
 graph is traced, so an exported model takes any window height and width.
@@ -20,11 +20,11 @@ from .variant import ModelConfig
 class Attention(nn.Module):
     """Multi-head self-attention; `fused` picks scaled_dot_product_attention or the plain formula."""
 
-    def __init__(self, dim: int, n_heads: int) -> None:
+    def __init__(self, dim: int, n_heads: int, qkv_bias: bool = True, scale: float | None = None) -> None:
         super().__init__()
         self.n_heads = n_heads
-        self.scale = (dim // n_heads) ** -0.5
-        self.qkv = nn.Linear(dim, dim * 3)
+        self.scale = scale or (dim // n_heads) ** -0.5
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.fused = True
 
@@ -54,12 +54,13 @@ class Mlp(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x))."""
 
-    def __init__(self, dim: int, n_heads: int, eps: float = 1e-5, mlp_ratio: int = 4) -> None:
+    def __init__(self, dim: int, n_heads: int, eps: float = 1e-5, mlp_ratio: float = 4, qkv_bias: bool = True,
+                 scale: float | None = None) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps)
-        self.attn = Attention(dim, n_heads)
+        self.attn = Attention(dim, n_heads, qkv_bias, scale)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
-        self.mlp = Mlp(dim, mlp_ratio * dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.norm1(x))
@@ -102,7 +103,8 @@ class VisionTransformer(nn.Module):
         self.dist_token = nn.Parameter(torch.zeros(1, 1, D)) if cfg.distilled else None
         gh, gw = cfg.grid
         self.pos_embed = nn.Parameter(torch.zeros(1, cfg.n_extra_tokens + gh * gw, D))
-        self.blocks = nn.ModuleList([Block(D, cfg.n_heads, cfg.norm_eps, cfg.mlp_ratio) for _ in range(cfg.n_layers)])
+        self.blocks = nn.ModuleList([Block(D, cfg.n_heads, cfg.norm_eps, cfg.mlp_ratio, cfg.qkv_bias, cfg.qk_scale)
+                                     for _ in range(cfg.n_layers)])
         self.norm = nn.LayerNorm(D, eps=cfg.norm_eps) if cfg.final_norm else nn.Identity()
 
     def forward(self, im: torch.Tensor, grid: tuple) -> torch.Tensor:
@@ -140,8 +142,8 @@ class MaskTransformer(nn.Module):
         self.n_cls = K
         self.proj_dec = nn.Linear(D, E)
         self.cls_emb = nn.Parameter(torch.zeros(1, K, E))
-        self.blocks = nn.ModuleList([Block(E, cfg.decoder_head_count, cfg.decoder_norm_eps)
-                                     for _ in range(cfg.decoder_layers)])
+        self.blocks = nn.ModuleList([Block(E, cfg.decoder_head_count, cfg.decoder_norm_eps, cfg.decoder_mlp_ratio,
+                                           cfg.decoder_qkv_bias) for _ in range(cfg.decoder_layers)])
         self.decoder_norm = nn.LayerNorm(E, eps=cfg.decoder_norm_eps)
         self.proj_patch = nn.Parameter(torch.zeros(E, E))
         self.proj_classes = nn.Parameter(torch.zeros(E, E))
@@ -185,10 +187,13 @@ class Segmenter(nn.Module):
         else:
             H, W = int(im.shape[2]), int(im.shape[3])  # constants under ONNX tracing: only the batch is dynamic
         p = self.cfg.patch_size
-        pad_h, pad_w = (p - H % p) % p, (p - W % p) % p
+        if self.cfg.pad_to_patch:
+            pad_h, pad_w = (p - H % p) % p, (p - W % p) % p
+            if self.dynamic_hw or (pad_h, pad_w) != (0, 0):
+                im = F.pad(im, (0, pad_w, 0, pad_h))  # zeros right / bottom to the patch grid
+        else:
+            pad_h = pad_w = 0  # the patch convolution drops a side's last H % p pixels (PaddleSeg)
         Hp, Wp = H + pad_h, W + pad_w
-        if self.dynamic_hw or (pad_h, pad_w) != (0, 0):
-            im = F.pad(im, (0, pad_w, 0, pad_h))  # zeros right / bottom to the patch grid
         grid = (Hp // p, Wp // p)
         x = self.encoder(im, grid)[:, self.cfg.n_extra_tokens :]  # (B, gh*gw, D)
         masks = self.decoder(x, grid)  # (B, K, gh, gw)

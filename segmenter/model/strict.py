@@ -94,6 +94,8 @@ def _checked(default: Any, check: Callable[[Any], bool], kind: str, supported: t
         value = default if value is MISSING else value
         if value is MISSING:
             raise fail(source, f"{where} is missing; the publisher's code requires it")
+        if value is None and default is None:  # an optional setting left out
+            return None
         if not check(value):
             raise fail(source, f"{where} must be {kind}, got {show(value)}")
         if supported and value not in supported:

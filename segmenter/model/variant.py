@@ -1,28 +1,17 @@
-"""What inference needs to know of a model (ModelConfig, Variant), and reading a released `variant.yml`.
+"""What inference needs to know of a model: its network (ModelConfig) and its evaluation (Variant).
 
-The defaults of both records are the upstream release's; MMSegmentation's configs (mmseg.py) set the
-fields where its models differ.
+The defaults of both records are the upstream release's; the other formats' readers (formats/) set the
+fields where their models differ.
 """
 from __future__ import annotations
 
-import hashlib
-import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..defaults import VARIANT_NAME
-from ..errors import SegmenterError
-from ..files import read_regular
-from .strict import check_size
 
 DECODER_NAMES = ("linear", "mask_transformer")
-MAX_VARIANT_BYTES = 1 << 20  # a released variant.yml is about 1 KB
-# Written by the format converter: the variant describes a converted model, whose inference_kwargs.window_stride is
-# the model's own evaluation stride (the released files' 512 is upstream's choice; this suite's default is the guide's)
-CONVERTED_FROM = "converted_from"
 
 # RGB mean / std on pixel values in [0, 255]
 NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
@@ -33,7 +22,7 @@ NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The network's shape (a variant.yml's `net_kwargs`, or an MMSegmentation config's `model`)."""
+    """The network's shape (a variant.yml's `net_kwargs`, or another format's model settings)."""
 
     image_size: tuple[int, int]  # training crop (H, W); sets the stored position-embedding grid
     patch_size: int
@@ -44,8 +33,11 @@ class ModelConfig:
     decoder: str  # "linear" or "mask_transformer"
     decoder_layers: int = 2
     distilled: bool = False
-    mlp_ratio: int = 4
+    mlp_ratio: float = 4  # MLP width int(D * mlp_ratio)
     patch_bias: bool = True  # the patch embedding's convolution has a bias (mmseg's has none)
+    qkv_bias: bool = True  # the encoder's attention projects q, k, v with a bias
+    qk_scale: float | None = None  # the encoder's attention scale; None: head_dim ** -0.5
+    pad_to_patch: bool = True  # pad a window to a multiple of the patch (PaddleSeg's convolution drops the rest)
     norm_eps: float = 1e-5  # the encoder's LayerNorms (mmseg's Segmenter configs: 1e-6)
     final_norm: bool = True  # a LayerNorm after the last encoder block
     pos_embed_mode: str = "bilinear"  # how the position embedding is resized to another grid (mmseg: bicubic)
@@ -53,6 +45,8 @@ class ModelConfig:
     decoder_dim: int | None = None  # mask transformer width; None: d_model
     decoder_heads: int | None = None  # mask transformer heads; None: width // 64, as upstream fixes them
     decoder_norm_eps: float = 1e-5
+    decoder_mlp_ratio: float = 4
+    decoder_qkv_bias: bool = True  # PaddleSeg's mask head projects q, k, v without a bias
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -72,17 +66,6 @@ class ModelConfig:
         return self.decoder_heads or max(self.decoder_width // 64, 1)
 
 
-class _VariantLoader(yaml.SafeLoader):
-    """SafeLoader plus `!!python/tuple` (as a list); every other python tag stays an error."""
-
-
-def _construct_tuple(loader: yaml.SafeLoader, node: yaml.Node) -> list:
-    return loader.construct_sequence(node, deep=True)
-
-
-_VariantLoader.add_constructor("tag:yaml.org,2002:python/tuple", _construct_tuple)
-
-
 @dataclass(frozen=True)
 class Variant:
     """What inference needs to know of a model: its network, and how its evaluation cuts and scores images."""
@@ -97,11 +80,15 @@ class Variant:
     path: Path  # the file it was read from (a variant.yml, a config, or the checkpoint holding one)
     notes: tuple[str, ...] = ()  # defaults taken because the file lacks a key
     digest: str = ""  # a hash of the description itself (for caches and journals)
-    format: str = "upstream"  # or "mmseg"
+    format: str = "upstream"  # the name of its checkpoint format (formats/): "upstream", "mmseg", "paddle"
     box_ratio: int | None = None  # long / short side of the fit box; None: the data set's
     raise_to_window: bool = True  # a short side below the window is raised to it (upstream), or the window shrinks
     tta: tuple[tuple[float, bool], ...] = ()  # the model's own multi-scale views (ratio, flip); () for upstream's
     tta_of_image: bool = False  # its ratios scale the image itself (mmseg 1.x), not the fit box
+    resize_rule: str = "fit-box"  # how images are resized (data/plan.py RESIZE_RULES): upstream's and mmseg's fit box,
+    # or PaddleSeg's short side
+    view_merge: str = "softmax"  # how views are combined (plan.VIEW_MERGES): mean of softmax probabilities at the
+    # original size, or PaddleSeg's mean of logits at the resized size
     classes: tuple[str, ...] | None = None  # class names the checkpoint carries
     palette: tuple[tuple[int, int, int], ...] | None = None
     sources: tuple[Path, ...] = ()  # every file the description was read from (a config's _base_ files included)
@@ -109,116 +96,6 @@ class Variant:
     @property
     def n_cls(self) -> int:
         return self.model.n_cls
-
-
-def _get(section: dict, key: str, where: str, path: Path) -> Any:
-    if not isinstance(section, dict) or key not in section:
-        raise SegmenterError(f"{path}: missing key '{where}{key}'; is this a Segmenter variant.yml?")
-    return section[key]
-
-
-def _section(raw: dict, key: str, path: Path) -> dict:
-    value = raw.get(key)
-    if value is not None and not isinstance(value, dict):
-        raise SegmenterError(f"{path}: {key} must be a mapping, got {type(value).__name__}")
-    return value or {}
-
-
-def _positive(value: Any, key: str, path: Path, lo: int = 1, hi: int = 1 << 20) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or not lo <= value <= hi:
-        raise SegmenterError(f"{path}: {key} must be an integer from {lo} to {hi}, got {value!r}")
-    return int(value)
-
-
-def _first(candidates: list[tuple[dict, str, str]]) -> tuple[Any, str] | None:
-    """The first present of several keys: (value, 'section.key'), or None."""
-    for section, where, key in candidates:
-        if isinstance(section, dict) and section.get(key) is not None:
-            return section[key], f"{where}{key}"
-    return None
-
-
-def parse_variant(raw: Any, path: Path) -> Variant:
-    """Build a Variant from the loaded YAML mapping; errors name the file and the key."""
-    if not isinstance(raw, dict):
-        raise SegmenterError(f"{path}: expected a YAML mapping at the top level")
-    net = _get(raw, "net_kwargs", "", path)
-    dec = _get(net, "decoder", "net_kwargs.", path)
-    name = _get(dec, "name", "net_kwargs.decoder.", path)
-    if name not in DECODER_NAMES:
-        raise SegmenterError(f"{path}: unknown decoder '{name}' (known: {', '.join(DECODER_NAMES)})")
-    image_size = _get(net, "image_size", "net_kwargs.", path)
-    if isinstance(image_size, (int, float)) and not isinstance(image_size, bool):
-        image_size = [image_size, image_size]
-    if not isinstance(image_size, (list, tuple)) or len(image_size) != 2:
-        raise SegmenterError(f"{path}: net_kwargs.image_size must be [height, width], got {image_size!r}")
-    n = lambda key, lo=1, hi=1 << 20: _positive(_get(net, key, "net_kwargs.", path), f"net_kwargs.{key}", path,  # noqa: E731
-                                                lo, hi)
-    cfg = ModelConfig(
-        image_size=(_positive(image_size[0], "net_kwargs.image_size", path),
-                    _positive(image_size[1], "net_kwargs.image_size", path)),
-        patch_size=n("patch_size"), d_model=n("d_model"), n_heads=n("n_heads"), n_layers=n("n_layers", 0),
-        n_cls=n("n_cls", 1, 255), decoder=name,
-        decoder_layers=_positive(dec.get("n_layers", 2), "net_kwargs.decoder.n_layers", path, 0),
-        distilled=bool(net.get("distilled", False)),
-    )
-    if cfg.d_model % cfg.n_heads:
-        raise SegmenterError(f"{path}: d_model {cfg.d_model} is not a multiple of n_heads {cfg.n_heads}")
-    if min(cfg.grid) < 1:
-        raise SegmenterError(f"{path}: net_kwargs.image_size {list(cfg.image_size)} is smaller than the patch size "
-                             f"{cfg.patch_size}")
-    data, infer = (_section(raw, key, path) for key in ("dataset_kwargs", "inference_kwargs"))
-    notes = []
-    norm = _first([(data, "dataset_kwargs.", "normalization"), (net, "net_kwargs.", "normalization")])
-    if norm is None:
-        raise SegmenterError(f"{path}: neither dataset_kwargs.normalization nor net_kwargs.normalization is set; "
-                             f"add one ({' or '.join(NORMALIZATIONS)})")
-    if norm[0] not in NORMALIZATIONS:
-        raise SegmenterError(f"{path}: unknown normalization '{norm[0]}' (known: {', '.join(NORMALIZATIONS)})")
-    window = _first([(infer, "inference_kwargs.", "window_size"), (data, "dataset_kwargs.", "crop_size")])
-    if window is None:
-        window = (cfg.image_size[0], "net_kwargs.image_size")
-        notes.append(f"{path.name} has no inference_kwargs.window_size or dataset_kwargs.crop_size: windows of "
-                     f"{window[0]}, the training size net_kwargs.image_size")
-    window_size = _positive(window[0], window[1], path)
-    size = _first([(infer, "inference_kwargs.", "im_size"), (data, "dataset_kwargs.", "image_size")])
-    dataset = data.get("dataset") if isinstance(data.get("dataset"), str) else None
-    stride = None  # released files hold upstream's 512; this suite follows the guide (window - 32)
-    if raw.get(CONVERTED_FROM) is not None:
-        stride = _positive(_get(infer, "window_stride", "inference_kwargs.", path), "inference_kwargs.window_stride",
-                           path, 1, window_size)
-    return Variant(
-        model=cfg,
-        normalization=norm[0],
-        image_size=_positive(size[0], size[1], path) if size is not None else None,
-        window_size=window_size,
-        window_stride=stride,
-        dataset=dataset,
-        raw=raw,
-        path=path,
-        notes=tuple(notes),
-    )
-
-
-def load_variant(path: str | Path) -> Variant:
-    """Read a released variant.yml. Accepts `!!python/tuple`; refuses other python tags unexecuted."""
-    path = Path(path)
-    if not path.exists():
-        raise SegmenterError(f"{path}: variant file not found; give the variant.yml path or put variant.yml beside "
-                             "the checkpoint")
-    data = read_regular(path, MAX_VARIANT_BYTES, "variant file")
-    try:
-        raw = yaml.load(data.decode("utf-8"), Loader=_VariantLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.constructor.ConstructorError as exc:
-        found = re.search(r"'([^']+)'", str(exc.problem))
-        tag = found.group(1).replace("tag:yaml.org,2002:", "!!") if found else "?"
-        raise SegmenterError(f"{path}: refused YAML tag {tag}; only !!python/tuple is accepted") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise SegmenterError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    except RecursionError:
-        raise SegmenterError(f"{path}: YAML nested too deeply to be a variant") from None
-    check_size(raw, path, "its YAML")
-    return replace(parse_variant(raw, path), digest=hashlib.sha256(data).hexdigest(), sources=(path,))
 
 
 def variant_beside(checkpoint: str | Path) -> Path:

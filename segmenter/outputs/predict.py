@@ -21,12 +21,15 @@ from ..data.plan import ImagePlan, WindowConfig
 from ..engines.backends import Engine
 from ..errors import SegmenterError
 from ..evaluation.pipeline import Finished, Job, run_pipeline
+from ..extras import installed
+from ..files import atomic_write
 from ..progress import progress
 from ..system import check_memory
 from .visualize import frame_overlay, overlay_picture
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 SAVE_KINDS = ("labels", "color", "overlay")
+RUN_RECORD = "run.yaml"  # beside predict's outputs: what produced them
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,10 @@ def output_paths(source: Source, out_dir: Path, save: tuple[str, ...], frames: b
 def check_outputs(sources: list[Source], out_dir: Path, save: tuple[str, ...], frames: bool) -> None:
     """No output may overwrite an input (an output folder among the inputs, or a name like photo_color.png)."""
     inputs = {os.path.realpath(s.path): s.path for s in sources}
+    record = out_dir / RUN_RECORD
+    if os.path.realpath(record) in inputs:
+        raise SegmenterError(f"{record}: the run record would overwrite the input {inputs[os.path.realpath(record)]}; "
+                             "choose an output folder outside the inputs")
     for source in sources:
         for target in output_paths(source, out_dir, save, frames):
             if os.path.realpath(target) in inputs:
@@ -199,29 +206,75 @@ def first_frame_windows(sources: list[Source], cfg: WindowConfig) -> np.ndarray:
 
 @dataclass
 class Summary:
-    """What a prediction run did: images and frames done, and the inputs that could not be read."""
+    """What a prediction run did: images and frames done, their windows, and the inputs that could not be read."""
 
     inputs: int = 0  # images and videos started
     images: int = 0
     frames: int = 0
+    windows: int = 0
     failed: list[tuple[Path, str]] = field(default_factory=list)
 
 
-class _Videos:
-    """One overlay video writer per input video, opened at its first frame with its frame rate and size."""
+def write_run_record(path: Path, parts: dict, run: dict) -> dict:
+    """The provenance record of a prediction run (model, settings, engine, run, machine, versions), written
+    atomically; returns it."""
+    import yaml
 
-    def __init__(self, out_dir: Path) -> None:
-        self.out_dir, self.writers, self.rates = out_dir, {}, {}
+    from ..evaluation.provenance import run_record
+
+    record = run_record(parts["model"], parts["engine"], run, parts["evaluation"])
+    atomic_write(path, lambda tmp: Path(tmp).write_text(yaml.safe_dump(record, sort_keys=False)))
+    return record
+
+
+class _H264:
+    """An H.264 mp4 writer (PyAV, whose wheels carry libx264): what browsers and players show."""
+
+    def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
+        from fractions import Fraction
+
+        import av
+
+        self.container = av.open(str(path), "w", format="mp4")
+        self.stream = self.container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        self.stream.width, self.stream.height = size[0] - size[0] % 2, size[1] - size[1] % 2  # yuv420p: even
+        self.stream.pix_fmt = "yuv420p"
+        self.av = av
+
+    def write(self, frame: np.ndarray) -> None:
+        frame = frame[: self.stream.height, : self.stream.width]
+        for packet in self.stream.encode(self.av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")):
+            self.container.mux(packet)
+
+    def release(self) -> None:
+        for packet in self.stream.encode():
+            self.container.mux(packet)
+        self.container.close()
+
+
+class _Videos:
+    """One overlay video writer per input video, opened at its first frame with its frame rate and size: H.264
+    where PyAV is installed (the `video` extra), else OpenCV's MPEG-4 Part 2, said once."""
+
+    def __init__(self, out_dir: Path, log=print) -> None:
+        self.out_dir, self.writers, self.rates, self.log = out_dir, {}, {}, log
+        self.h264 = installed("av")
 
     def write(self, source: Source, frame: np.ndarray) -> None:
         if source.rel not in self.writers:
             target = self.out_dir / f"{source.rel}_overlay.mp4"
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp.mp4")
-            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.rates[source.rel],
-                                     (frame.shape[1], frame.shape[0]))
-            if not writer.isOpened():
-                raise SegmenterError(f"{target}: OpenCV cannot write an mp4 video here")
+            size = (frame.shape[1], frame.shape[0])
+            if self.h264:
+                writer = _H264(tmp, self.rates[source.rel], size)
+            else:
+                if not self.writers:
+                    self.log("note: overlay videos are written as MPEG-4 Part 2, which browsers do not play; pip "
+                             "install 'segmenter-infer[video]' (PyAV) for H.264")
+                writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.rates[source.rel], size)
+                if not writer.isOpened():
+                    raise SegmenterError(f"{target}: OpenCV cannot write an mp4 video here")
             self.writers[source.rel] = (writer, tmp, target)
         self.writers[source.rel][0].write(frame)
 
@@ -275,7 +328,7 @@ def run_predict(sources: list[Source], spec: DatasetSpec, cfg: WindowConfig, eng
                 limit: int | None = None, alpha: float = 0.55, log=print) -> Summary:
     """Segment every source; write the outputs asked for; unreadable inputs are reported, not fatal."""
     summary = Summary()
-    videos = _Videos(out_dir)
+    videos = _Videos(out_dir, log)
 
     def sink(done: Finished) -> None:
         source, index = done.job.meta
@@ -290,6 +343,7 @@ def run_predict(sources: list[Source], spec: DatasetSpec, cfg: WindowConfig, eng
                 write_image(f"{stem}_color.png", spec.colourize(labels))
             if "overlay" in save and index is None:
                 write_image(f"{stem}_overlay.png", overlay_picture(bgr, labels, spec, alpha)[0])
+        summary.windows += done.merger.plan.n_windows
         if index is None:
             summary.images += 1
         else:

@@ -28,7 +28,7 @@ h1 { font-size: 22px; } h2 { font-size: 18px; margin-top: 32px; border-bottom: 1
 table { border-collapse: collapse; font-size: 13px; } td, th { padding: 3px 10px; border-bottom: 1px solid #eee; }
 th { text-align: left; background: #f4f4f4; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .headline td { font-size: 16px; } img { max-width: 100%; } .scroll { max-height: 420px; overflow-y: auto; }
-.note { color: #666; font-size: 13px; }
+.note { color: #666; font-size: 13px; } h4 { font-size: 14px; margin: 12px 0 4px; } table.run th { width: 180px; }
 """
 
 
@@ -87,9 +87,28 @@ def confusion_heat_map(matrix: np.ndarray, spec: DatasetSpec) -> tuple[bytes, st
     return figure_png(fig), note
 
 
+def measured_panel(record: dict) -> list[str]:
+    """"How this was measured": the provenance record as tables, one per part (model, data, evaluation, engine,
+    run, machine, versions)."""
+    parts = ['<h2>How this was measured</h2>', '<div id="provenance">']
+    for section, values in record.items():
+        rows = []
+        for key, value in values.items():
+            if isinstance(value, dict):
+                value = "; ".join(f"{k}: {v}" for k, v in value.items())
+            elif isinstance(value, list):
+                value = ", ".join(map(str, value)) if not value or not isinstance(value[0], dict) else \
+                    "; ".join(", ".join(f"{k} {v}" for k, v in item.items()) for item in value)
+            rows.append(f"<tr><th>{html.escape(str(key))}</th><td>{html.escape(str(value))}</td></tr>")
+        parts += [f"<h4>{html.escape(section)}</h4>", f'<table class="run" id="run-{html.escape(section)}">',
+                  *rows, "</table>"]
+    return parts + ["</div>"]
+
+
 def write_report(folder: str | Path, book: ScoreBook, spec: DatasetSpec, scores: dict, title: str,
-                 log=print) -> Path:
-    """Write `folder/report.html` (self-contained); returns its path."""
+                 log=print, record: dict | None = None) -> Path:
+    """Write `folder/report.html` (self-contained), with a "how this was measured" panel of the provenance
+    `record` when given; returns its path."""
     folder = Path(folder)
     matrix = book.confusion.matrix
     iou = iou_from_confusion(matrix)
@@ -97,6 +116,9 @@ def write_report(folder: str | Path, book: ScoreBook, spec: DatasetSpec, scores:
         acc = np.where(matrix.sum(1) > 0, np.diag(matrix) / matrix.sum(1), np.nan)
     parts = [f"<h1>{html.escape(title)}</h1>", '<table class="headline">']
     headline = [("data set", spec.title), ("inference", scores["inference"].replace("_", "-")),
+                *([("model", f"{record['model']['architecture']} ({record['model']['file']}, "
+                   f"{record['model']['format']})"),
+                   ("engine", f"{record['engine']['device']} {record['engine']['precision']}")] if record else []),
                 ("images", str(book.images)), ("mIoU %", _num(scores["mean_iou"])),
                 ("pixel accuracy %", _num(scores["pixel_accuracy"])),
                 ("mean accuracy %", _num(scores["mean_accuracy"]))]
@@ -127,6 +149,8 @@ def write_report(folder: str | Path, book: ScoreBook, spec: DatasetSpec, scores:
                      f'<td class="num">{_num(100 * r.pixel_accuracy)}</td><td class="num">{r.labelled}</td></tr>')
     parts.append("</table></div>")
 
+    if record:
+        parts += measured_panel(record)
     parts.append("<h2>Worst images</h2>")
     for miou, plan, labels in book.worst_images():
         if not plan.image_path:

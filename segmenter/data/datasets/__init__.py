@@ -9,9 +9,9 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (cityscapes.SPEC
 
 
 def dataset_spec(name: str) -> DatasetSpec:
-    """The spec of a data set by its name here or its MMSegmentation dataset_type."""
+    """The spec of a data set by any of its names (this package's, MMSegmentation's, PaddleSeg's)."""
     for spec in DATASETS.values():
-        if name in (spec.name, spec.mmseg_type):
+        if name in spec.names:
             return spec
     raise SegmenterError(f"unknown data set '{name}' (known: {', '.join(DATASETS)})")
 

@@ -69,4 +69,5 @@ def to_train_ids(labels: np.ndarray, path: Path) -> np.ndarray:
 
 SPEC = DatasetSpec(name="ade20k", title="ADE20K", folder=FOLDER, classes=CLASSES, palette=PALETTE, box_ratio=4,
                    image_size=512, default_split="validation", list_samples=list_samples, to_train_ids=to_train_ids,
-                   split_aliases={"val": "validation", "train": "training"}, mmseg_type="ADE20KDataset")
+                   split_aliases={"val": "validation", "train": "training"}, mmseg_type="ADE20KDataset",
+                   paddle_type="ADE20K")

@@ -45,4 +45,4 @@ def to_train_ids(labels: np.ndarray, path: Path) -> np.ndarray:
 SPEC = DatasetSpec(name="cityscapes", title="Cityscapes", folder=FOLDER, classes=CLASSES, palette=PALETTE,
                    box_ratio=2, image_size=1024, default_split="val", list_samples=list_samples,
                    to_train_ids=to_train_ids, label_ids=LABEL_IDS, categories=CATEGORIES,
-                   mmseg_type="CityscapesDataset")
+                   mmseg_type="CityscapesDataset", paddle_type="Cityscapes")

@@ -48,4 +48,5 @@ def to_train_ids(labels: np.ndarray, path: Path) -> np.ndarray:
 
 SPEC = DatasetSpec(name="pascal_context", title="Pascal Context", folder=FOLDER, classes=CLASSES, palette=PALETTE,
                    box_ratio=8, image_size=520, default_split="val", list_samples=list_samples,
-                   to_train_ids=to_train_ids, mmseg_type="PascalContextDataset")
+                   to_train_ids=to_train_ids, mmseg_type="PascalContextDataset",
+                   paddle_type="PascalContext")

@@ -48,6 +48,12 @@ class DatasetSpec:
     categories: dict[str, tuple[int, ...]] | None = None  # category -> train ids, for category IoU
     split_aliases: dict[str, str] = field(default_factory=dict)
     mmseg_type: str = ""  # the dataset_type MMSegmentation's configs name it by
+    paddle_type: str = ""  # the data set class PaddleSeg's configs name it by
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every name a model's description may give it: this package's, MMSegmentation's, PaddleSeg's."""
+        return tuple(n for n in (self.name, self.mmseg_type, self.paddle_type) if n)
 
     @property
     def n_cls(self) -> int:

@@ -14,14 +14,10 @@ import operator
 from pathlib import Path
 from typing import Any
 
-from ..errors import SegmenterError
-from ..files import read_regular
-from .strict import _CONTAINERS, MAX_VALUE_DEPTH, MAX_VALUE_SIZE, Sizes, check_size, show
+from ...errors import SegmenterError
+from ..strict import _CONTAINERS, MAX_VALUE_DEPTH, MAX_VALUE_SIZE, Sizes
+from .chain import MAX_FILE_BYTES, read_chain
 
-MAX_BASES = 32  # _base_ files in one chain: a loop is a mistake
-MAX_FILES = 64  # config files read for one config, bases of bases included
-MAX_FILE_BYTES = 1 << 20  # one config file (a dumped zoo config is about 10 KB)
-MAX_TOTAL_BYTES = 8 << 20  # all the files of one config
 MAX_WORK = 2_000_000  # steps (nodes, iterations, items built or compared) for one config file
 MAX_INT_BITS = 256  # integers beyond this are not config values
 MAX_DEPTH = 100  # nesting of expressions (the values they build: strict.MAX_VALUE_DEPTH)
@@ -311,46 +307,25 @@ def read_config(path: str | Path) -> dict:
 
 
 def read_config_files(path: str | Path) -> tuple[dict, tuple[Path, ...]]:
-    """The config of a file with its `_base_` files merged under it, and every file read for it (for the checks
-    that no output of a run overwrites them). Bounded: MAX_FILES files, MAX_FILE_BYTES each, MAX_TOTAL_BYTES in all,
-    regular files only."""
-    files: list[Path] = []
-    config = _read(Path(path), (), files)
-    check_size(config, path, "its merged config")
-    return config, tuple(files)
+    """The config of a file with its `_base_` files merged under it (mmengine's rules: the bases side by side, a
+    key set by two of them refused, the file merged over them), and every file read for it."""
+    return read_chain(path, _parse, _combine)
 
 
-def _read(path: Path, chain: tuple[Path, ...], files: list[Path]) -> dict:
-    if len(chain) > MAX_BASES or path.resolve() in chain:
-        raise SegmenterError(f"{path}: _base_ files refer to each other in a loop")
-    if len(files) >= MAX_FILES:
-        raise SegmenterError(f"{chain[0]}: its _base_ files name more than {MAX_FILES} files in all; not a config")
-    if not path.exists():
-        where = f" (the _base_ of {chain[-1]})" if chain else ""
-        raise SegmenterError(f"{path}: config file not found{where}")
-    data = read_regular(path, MAX_FILE_BYTES, "config file")
-    files.append(path)
-    if sum(f.stat().st_size for f in files) > MAX_TOTAL_BYTES:
-        raise SegmenterError(f"{chain[0] if chain else path}: its config files hold more than {MAX_TOTAL_BYTES:,} "
-                             "bytes in all; not a config")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SegmenterError(f"{path}: cannot be read as UTF-8 text ({exc.reason} at byte {exc.start})") from None
+def _parse(path: Path, text: str) -> tuple[dict, object]:
     if "{{" in text and "_base_." in text:
         raise SegmenterError(f"{path}: uses {{{{_base_.name}}}} substitution, which is not read here; give the "
                              "config as mmengine dumps it (Config.dump) instead")
     names = evaluate_config_text(text, str(path))
-    bases = names.pop("_base_", [])
-    if isinstance(bases, str):
-        bases = [bases]
-    if not isinstance(bases, (list, tuple)) or not all(isinstance(b, str) and b for b in bases):
-        raise SegmenterError(f"{path}: _base_ must be a file name or a list of them, got {show(bases)}")
+    bases = names.pop("_base_", None)
+    return {k: v for k, v in names.items() if not (isinstance(k, str) and k.startswith("__"))}, bases
+
+
+def _combine(path: Path, own: dict, inherited: list[dict]) -> dict:
     merged: dict = {}
-    for base in bases:
-        inherited = _read(path.parent / base, chain + (path.resolve(),), files)
-        clash = sorted((k for k in set(merged) & set(inherited)), key=str)
+    for base in inherited:
+        clash = sorted((k for k in set(merged) & set(base)), key=str)
         if clash:
             raise SegmenterError(f"{path}: its _base_ files both set '{clash[0]}'; mmengine refuses that too")
-        merged.update(inherited)
-    return merge(merged, {k: v for k, v in names.items() if not (isinstance(k, str) and k.startswith("__"))})
+        merged.update(base)
+    return merge(merged, own)

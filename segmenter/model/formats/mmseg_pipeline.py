@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .strict import boolean, choice, fail, ignored, named, numbers, pair, read_section, show
-from .variant import NORMALIZATIONS
+from ..strict import boolean, choice, fail, ignored, named, numbers, pair, read_section, show
+from ..variant import NORMALIZATIONS
 
 
 def _kind(step: Any, where: str, source: Path) -> str:

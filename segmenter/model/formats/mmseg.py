@@ -1,22 +1,25 @@
-"""MMSegmentation's Segmenter models: a config read into a Variant, and their state-dict keys mapped onto ours.
+"""MMSegmentation's Segmenter checkpoints: `{'meta', 'state_dict'}` with backbone.* / decode_head.* keys and, in
+the zoo's files, the config inside.
 
-Pure functions: `describe_config` turns a config (a dict, as mmseg_config.py reads it) into the same
-Variant the released variant.yml gives, with mmseg's settings where they differ (LayerNorm eps,
-bicubic position embedding, no patch bias, masks resized to the window, windows that shrink below
-the crop, its own test-time views); `to_our_keys` renames a checkpoint's `state_dict`. Everything it
-does not know is an error naming it. Both mmseg 1.x configs and the 0.x ones of the zoo's files are read.
+`describe_config` turns a config (a dict, as mmseg_config.py reads it) into the same Variant the released
+variant.yml gives, with mmseg's settings where they differ (LayerNorm eps, bicubic position embedding, no
+patch bias, masks resized to the window, windows that shrink below the crop, its own test-time views);
+`to_ours` renames a checkpoint's `state_dict`; `checkpoint_of` writes one. Everything it does not know is
+an error naming it. Both mmseg 1.x configs and the 0.x ones of the zoo's files are read.
 """
 from __future__ import annotations
 
-import re
+import ast
+import json
+import pprint
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-import torch
-
-from ..files import digest_of
-from .mmseg_pipeline import TestPipeline, tta_views
-from .mmseg_pipeline import normalization as mmseg_normalization
-from .strict import (
+from ...errors import SegmenterError
+from ...files import digest_of
+from ..checkpoint import Inert, inert, is_tensor_state, save_checkpoint
+from ..strict import (
     MISSING,
     absent,
     boolean,
@@ -31,7 +34,11 @@ from .strict import (
     show,
     square,
 )
-from .variant import ModelConfig, Variant
+from ..variant import NORMALIZATIONS, ModelConfig, Variant
+from .mmseg_config import evaluate_config_text, read_config_files
+from .mmseg_pipeline import TestPipeline, tta_views
+from .mmseg_pipeline import normalization as mmseg_normalization
+from .record import Format, Renamed, rename
 
 HEADS = {"SegmenterMaskTransformerHead": "mask_transformer", "FCNHead": "linear"}
 MODEL = {"type": named("EncoderDecoder"), "backbone": ignored, "decode_head": ignored,
@@ -44,7 +51,7 @@ BACKBONE = {
     "type": named("VisionTransformer"), "img_size": square(224), "patch_size": integer(16, 1, 1024),
     "patch_pad": choice("corner", "corner"), "in_channels": integer(3, supported=(3,)), "embed_dims": integer(768),
     "num_layers": integer(12), "num_heads": integer(12), "mlp_ratio": integer(4, 1, 64),
-    "out_origin": boolean(False, (False,)), "out_indices": ignored, "qkv_bias": boolean(True, (True,)),
+    "out_origin": boolean(False, (False,)), "out_indices": ignored, "qkv_bias": boolean(True),
     "drop_rate": ignored, "attn_drop_rate": ignored, "drop_path_rate": ignored,
     "with_cls_token": boolean(True, (True,)), "output_cls_token": boolean(False, (False,)),
     "norm_cfg": layer_norm(1e-5), "act_cfg": gelu, "patch_norm": boolean(False, (False,)),
@@ -61,7 +68,7 @@ HEAD_BASE = {
     "init_cfg": ignored}
 MASK_HEAD = {**HEAD_BASE, "num_layers": integer(MISSING, 0, 64), "num_heads": integer(), "embed_dims": integer(),
              "mlp_ratio": integer(4, supported=(4,)), "drop_path_rate": ignored, "drop_rate": ignored,
-             "attn_drop_rate": ignored, "num_fcs": integer(2, supported=(2,)), "qkv_bias": boolean(True, (True,)),
+             "attn_drop_rate": ignored, "num_fcs": integer(2, supported=(2,)), "qkv_bias": boolean(True),
              "act_cfg": gelu, "norm_cfg": layer_norm(1e-5), "init_std": ignored}
 # FCNHead with num_convs=0 is Segmenter's linear head: conv_seg alone (its conv, norm and activation settings build
 # the convolutions it does not have)
@@ -102,14 +109,16 @@ def _network(model: dict, source: Path) -> ModelConfig:
                    f"embed_dims={D} channels")
     cfg = dict(image_size=(backbone["img_size"],) * 2, patch_size=backbone["patch_size"], d_model=D,
                n_heads=backbone["num_heads"], n_layers=backbone["num_layers"], n_cls=K, decoder=decoder,
-               mlp_ratio=backbone["mlp_ratio"], patch_bias=backbone["patch_bias"], norm_eps=backbone["norm_cfg"],
+               mlp_ratio=backbone["mlp_ratio"], patch_bias=backbone["patch_bias"], qkv_bias=backbone["qkv_bias"],
+               norm_eps=backbone["norm_cfg"],
                final_norm=backbone["final_norm"], pos_embed_mode=backbone["interpolate_mode"], logits_to_window=True)
     if decoder == "mask_transformer":
         if head["embed_dims"] % head["num_heads"]:
             raise fail(source, f"model.decode_head.embed_dims {head['embed_dims']} is not a multiple of num_heads "
                        f"{head['num_heads']}")
         cfg.update(decoder_layers=head["num_layers"], decoder_dim=head["embed_dims"],
-                   decoder_heads=head["num_heads"], decoder_norm_eps=head["norm_cfg"])
+                   decoder_heads=head["num_heads"], decoder_norm_eps=head["norm_cfg"],
+                   decoder_qkv_bias=head["qkv_bias"])
     elif head["channels"] != D:
         raise fail(source, f"model.decode_head.channels is {head['channels']}: FCNHead with num_convs=0 is Segmenter's "
                    f"linear head only with channels equal to in_channels ({D})")
@@ -180,35 +189,25 @@ RENAMES = ([("backbone.patch_embed.projection.", "encoder.patch_embed.proj."), (
 TRANSPOSED = ("decoder.proj_patch", "decoder.proj_classes")  # Linear weights (out, in), ours applied as x @ P
 
 
-def _rename(key: str, rules: list[tuple[str, str]]) -> str | None:
-    for source, target in rules:
-        whole = source.endswith("$")
-        pattern = "^" + re.escape(source.rstrip("$")).replace(re.escape("{i}"), r"(\d+)") + ("$" if whole else "")
-        found = re.match(pattern, key)
-        if found:
-            renamed = target.rstrip("$").replace("{i}", found.group(1)) if found.groups() else target.rstrip("$")
-            return renamed + key[found.end():]
-    return None
-
-
 def our_key(key: str) -> str | None:
     """The name this package gives an mmseg key, or None for a key it does not know."""
-    return _rename(key, RENAMES)
+    return rename(key, RENAMES)
 
 
 def mmseg_key(key: str) -> str | None:
     """The name mmseg gives one of this package's keys, or None for one it has no counterpart of."""
-    return _rename(key, [(ours, theirs) for theirs, ours in RENAMES])
+    return rename(key, [(ours, theirs) for theirs, ours in RENAMES])
 
 
-def to_our_keys(state: dict[str, torch.Tensor], source: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """The state dict under this package's names (and values, where mmseg stores them otherwise), and a map back
-    from ours to mmseg's names for messages; a key it does not know is an error naming it."""
-    ours, names = {}, {}
+def to_ours(state: dict, source: Path) -> Renamed:
+    """The state dict under this package's names (and values, where mmseg stores them otherwise); a key it does
+    not know is an error naming it."""
+    renamed = Renamed({}, name_of_missing=lambda key: mmseg_key(key) or key)
     for key, value in state.items():
         mapped = our_key(key)
         if mapped is None:
             raise fail(source, f"unexpected key '{key}' for a Segmenter model; is this a Segmenter checkpoint?")
+        renamed.shapes[mapped] = tuple(value.shape)
         if mapped == "decoder.head.weight" and value.ndim == 4:
             if tuple(value.shape[2:]) != (1, 1):
                 raise fail(source, f"key '{key}' has shape {tuple(value.shape)}: conv_seg of Segmenter's linear "
@@ -216,9 +215,123 @@ def to_our_keys(state: dict[str, torch.Tensor], source: Path) -> tuple[dict[str,
             value = value[:, :, 0, 0]  # a 1x1 convolution is our per-token Linear
         elif mapped in TRANSPOSED:
             value = value.t()
-        ours[mapped], names[mapped] = value, key
-    return ours, names
+        renamed.state[mapped], renamed.names[mapped] = value, key
+    return renamed
 
 
-def is_mmseg_state(state: dict) -> bool:
-    return any(k.startswith(("backbone.", "decode_head.")) for k in state)
+# ----------------------------------------------------------------------------- files
+
+
+def embedded_config(ckpt) -> dict:
+    """The config an MMSegmentation checkpoint carries (meta['config'] from mmseg 0.x, meta['cfg'] from mmengine)."""
+    text = ckpt.meta.get("config") or ckpt.meta.get("cfg")
+    if not isinstance(text, str) or not text.strip():
+        raise SegmenterError(f"{ckpt.path}: an MMSegmentation checkpoint without a config inside (meta['config'] "
+                             "or meta['cfg']); give the model's config file with the config flag")
+    return evaluate_config_text(text, f"{ckpt.path} (its meta config)")
+
+
+def read_description(path: Path, meta: dict | None = None) -> Variant:
+    """A config file (dumped, or a model-zoo one with _base_ files), read without running it."""
+    config, files = read_config_files(path)
+    return replace(describe_config(config, path, meta), sources=files)
+
+
+def _is_python_config(text: str) -> bool:
+    """Python with top-level assignments: an mmseg config (a variant.yml or YAML config never is)."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return any(isinstance(s, ast.Assign) for s in tree.body)  # what else it holds, the reader refuses by line
+
+
+def _holds(obj: Any) -> bool:
+    state = obj.get("state_dict") if isinstance(obj, dict) else None
+    return is_tensor_state(state) and any(k.startswith(("backbone.", "decode_head.")) for k in state)
+
+
+def _unpack(obj: dict) -> tuple[dict, dict]:
+    return obj["state_dict"], obj.get("meta") if isinstance(obj.get("meta"), dict) else {}
+
+
+def checkpoint_of(model, variant: Variant, dataset) -> tuple[dict, list[str]]:
+    """An MMSegmentation checkpoint dict (its config inside) of another format's model, for the data set's spec
+    `dataset`, and what its config cannot carry over."""
+    cfg = variant.model
+    if cfg.distilled:
+        raise SegmenterError(f"{variant.path}: a distilled (DeiT) model has a distillation token, which "
+                             "MMSegmentation's VisionTransformer has no place for")
+    if cfg.mlp_ratio != int(cfg.mlp_ratio) or cfg.decoder_mlp_ratio != 4 or cfg.qk_scale is not None:
+        raise SegmenterError(f"{variant.path}: a fractional MLP ratio, a mask-head MLP ratio other than 4 or another "
+                             "attention scale: MMSegmentation's Segmenter cannot hold this model")
+    state = {}
+    for key, value in model.state_dict().items():
+        theirs = mmseg_key(key)
+        if theirs is None:
+            raise SegmenterError(f"{variant.path}: no MMSegmentation name for '{key}'")
+        if key in TRANSPOSED:
+            value = value.t()
+        elif key == "decoder.head.weight":
+            value = value[:, :, None, None]
+        state[theirs] = value.contiguous()
+    mean, std = NORMALIZATIONS[variant.normalization]
+    window, stride = variant.window_size, variant.window_stride or variant.window_size - 32
+    head = dict(type="SegmenterMaskTransformerHead", in_channels=cfg.d_model, channels=cfg.d_model,
+                num_classes=cfg.n_cls, num_layers=cfg.decoder_layers, num_heads=cfg.decoder_head_count,
+                embed_dims=cfg.decoder_width, dropout_ratio=0.0, qkv_bias=cfg.decoder_qkv_bias,
+                norm_cfg=dict(type="LN", eps=cfg.decoder_norm_eps)) if cfg.decoder == "mask_transformer" else \
+        dict(type="FCNHead", in_channels=cfg.d_model, channels=cfg.d_model, num_convs=0, concat_input=False,
+             dropout_ratio=0.0, num_classes=cfg.n_cls)
+    image_size = variant.image_size or dataset.image_size
+    config = dict(
+        model=dict(type="EncoderDecoder",
+                   data_preprocessor=dict(type="SegDataPreProcessor", mean=list(mean), std=list(std), bgr_to_rgb=True),
+                   backbone=dict(type="VisionTransformer", img_size=tuple(cfg.image_size), patch_size=cfg.patch_size,
+                                 embed_dims=cfg.d_model, num_layers=cfg.n_layers, num_heads=cfg.n_heads,
+                                 mlp_ratio=int(cfg.mlp_ratio), final_norm=cfg.final_norm, patch_bias=cfg.patch_bias,
+                                 qkv_bias=cfg.qkv_bias, norm_cfg=dict(type="LN", eps=cfg.norm_eps),
+                                 interpolate_mode=cfg.pos_embed_mode, with_cls_token=True),
+                   decode_head=head, test_cfg=dict(mode="slide", crop_size=(window, window), stride=(stride, stride))),
+        dataset_type=dataset.mmseg_type,
+        test_pipeline=[dict(type="LoadImageFromFile"),
+                       dict(type="Resize", scale=(image_size * dataset.box_ratio, image_size), keep_ratio=True),
+                       dict(type="LoadAnnotations"), dict(type="PackSegInputs")])
+    text = "\n".join(f"{k} = {pprint.pformat(v, width=100)}" for k, v in config.items()) + "\n"
+    notes = []
+    if variant.raise_to_window:
+        notes.append("windows below the crop: MMSegmentation cuts them smaller where the release format raises the "
+                     "image")
+    if not cfg.logits_to_window:
+        notes.append("masks of a window whose side is not a multiple of the patch are resized straight to it")
+    if not cfg.pad_to_patch:
+        notes.append("a window side that is not a multiple of the patch drops its last pixels; MMSegmentation pads "
+                     "it")
+    if variant.resize_rule != "fit-box" or variant.view_merge != "softmax":
+        notes.append(f"{variant.resize_rule} resizing and {variant.view_merge} merging of views: MMSegmentation fits "
+                     "images into a box and averages views' probabilities")
+    meta = {"config": text, "CLASSES": tuple(variant.classes or dataset.classes),
+            "PALETTE": [list(c) for c in variant.palette or dataset.palette],
+            "converted_from": variant.format, "variant": json.dumps(variant.raw, default=list)}
+    return {"meta": meta, "state_dict": state}, notes
+
+
+def write(model, variant: Variant, dataset, folder: Path) -> tuple[list[Path], list[str]]:
+    """A model of another format as an MMSegmentation checkpoint.pth with its config inside."""
+    ckpt, notes = checkpoint_of(model, variant, dataset)
+    return [save_checkpoint(ckpt, folder / "checkpoint.pth")], notes
+
+
+# mmengine's Runner saves its message hub beside the weights (HistoryBuffer objects holding numpy arrays): read as
+# inert stand-ins, nothing of them runs
+TRAINING_RECORDS = [(Inert, "mmengine.logging.history_buffer.HistoryBuffer"), (Inert, "numpy.ndarray"),
+                    (Inert, "numpy.dtype"), (inert, "builtins.getattr")] + [
+    (inert, f"{module}.{name}") for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+    for name in ("_reconstruct", "scalar")]
+
+FORMAT = Format(
+    name="mmseg", title="MMSegmentation", container="torch", holds=_holds, unpack=_unpack,
+    reads_description=_is_python_config, read_description=read_description,
+    own_description=lambda ckpt: replace(describe_config(embedded_config(ckpt), ckpt.path, ckpt.meta),
+                                         sources=(ckpt.path,)),
+    to_ours=to_ours, write=write, admitted_globals=tuple(TRAINING_RECORDS))

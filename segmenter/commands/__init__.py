@@ -1,0 +1,1 @@
+"""The commands users run (console scripts of the installed package, and the checkout's top-level scripts)."""
