@@ -95,8 +95,8 @@ def add_dataset_flag(parser: argparse.ArgumentParser) -> None:
                              "dataset_kwargs.dataset, or the config's dataset_type.")
 
 
-def add_engine_flags(parser: argparse.ArgumentParser) -> None:
-    """--device, --precision (auto by default), calibration, --batch-size, --workers and --threads."""
+def add_device_flags(parser: argparse.ArgumentParser, threads: str = "one per CPU core") -> None:
+    """--device, --precision (auto by default), calibration and --threads."""
     from .engines.table import DEVICES, PRECISIONS
 
     parser.add_argument("--device", default="auto",
@@ -105,11 +105,16 @@ def add_engine_flags(parser: argparse.ArgumentParser) -> None:
                         help=f"auto (the fastest that keeps fp32's predictions, measured once on this machine and "
                              f"model) or one of {', '.join(PRECISIONS)}. Default: auto.")
     add_calibration_flags(parser)
+    parser.add_argument("--threads", type=positive_int, default=None, help=f"Engine threads. Default: {threads}.")
+
+
+def add_engine_flags(parser: argparse.ArgumentParser) -> None:
+    """--device, --precision (auto by default), calibration, --batch-size, --workers and --threads."""
+    add_device_flags(parser)
     parser.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE,
                         help=f"Windows per engine call, across image boundaries. Default: {BATCH_SIZE}.")
     parser.add_argument("--workers", type=positive_int, default=WORKERS,
                         help=f"Threads decoding and preprocessing images. Default: {WORKERS}.")
-    parser.add_argument("--threads", type=positive_int, default=None, help="Engine threads. Default: one per CPU core.")
 
 
 def add_dataset_flags(parser: argparse.ArgumentParser) -> None:
@@ -189,7 +194,8 @@ def open_model_from_args(args: argparse.Namespace):
     from .api import open_model
 
     return open_model(args.model, args.cfg_path, dataset=args.dataset, device=args.device, precision=args.precision,
-                      batch_size=args.batch_size, workers=args.workers, threads=args.threads,
+                      batch_size=getattr(args, "batch_size", BATCH_SIZE), workers=getattr(args, "workers", WORKERS),
+                      threads=args.threads,
                       image_size=args.image_size, window_size=args.window_size, window_stride=args.window_stride,
                       views=views_from_args(args), calibration_images=calibration_dir_images(args),
                       calibration_count=args.calibration)

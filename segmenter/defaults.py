@@ -24,5 +24,7 @@ def calibration_windows(window: int, images: int = CALIBRATION_IMAGES) -> int:
     return min(MAX_CALIBRATION_WINDOWS, max(images, -(-CALIBRATION_PIXELS // (window * window))))
 
 
+SERVE_HOST, SERVE_PORT = "127.0.0.1", 8000  # where the server listens: this machine only, unless told
+
 DEFAULT_OPSET = 17  # ONNX opset of exports (11 for older ATC releases)
 EXPORT_TOLERANCE = 1e-3  # max |ONNX Runtime - PyTorch| on the logits of a random batch after an export

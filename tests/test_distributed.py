@@ -79,8 +79,12 @@ def test_ray_measures_auto_once_on_the_driver(setup, tmp_path):
 
 
 def journal_lines(path: Path) -> list[dict]:
-    """The journal's lines of scored images (not its header, nor the lines of the runs that wrote to it)."""
-    return [doc for line in path.read_text().splitlines()[1:] if "session" not in (doc := json.loads(line))]
+    """The journal's complete lines of scored images (not its header, nor the lines of the runs that wrote to it).
+
+    A run being watched may be half-way through writing a long line, so a last line without its newline is left out.
+    """
+    lines = path.read_text().split("\n")[1:-1]
+    return [doc for line in lines if "session" not in (doc := json.loads(line))]
 
 
 def stop_after(args: list, journal: Path, images: int, sig: int) -> None:

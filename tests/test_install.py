@@ -76,7 +76,7 @@ def test_pip_install_alone_evaluates_an_onnx_model_without_torch(tmp_path, tiny_
     assert install.returncode == 0, install.stderr[-3000:]
     assert subprocess.run([str(python), "-c", "import torch"], capture_output=True).returncode != 0  # not installed
     for command in ("segmenter-eval", "segmenter-predict", "segmenter-preprocess", "segmenter-postprocess",
-                    "segmenter-pytorch2onnx", "segmenter-infer", "segmenter-convert"):
+                    "segmenter-pytorch2onnx", "segmenter-infer", "segmenter-convert", "segmenter-serve"):
         proc = subprocess.run([str(bin_dir / command), "--help"], capture_output=True, text=True, timeout=120,
                               cwd=tmp_path)
         assert proc.returncode == 0 and f"usage: {command}" in proc.stdout, (command, proc.stderr)
@@ -104,3 +104,8 @@ def test_pip_install_alone_evaluates_an_onnx_model_without_torch(tmp_path, tiny_
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert "needs torch, which is not installed here" in lines[0] and "segmenter-infer[torch]" in lines[0]
+    proc = subprocess.run([str(bin_dir / "segmenter-serve"), "--model", str(model)], capture_output=True, text=True,
+                          cwd=elsewhere, timeout=600)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert "the server needs ray" in lines[0] and "segmenter-infer[serve]" in lines[0]

@@ -19,6 +19,7 @@ STAGES = [
     {"evaluation"},  # merge, score, metrics; the streaming and Ray routes
     {"fileroute"},  # the guide's steps between files, on evaluation's scoring
     {"outputs"},  # report, pictures, predictions
+    {"serve"},  # the HTTP server on Ray Serve
     {"demo"},  # generated data
     {"api", "cli", "commands", "__init__"},  # what scripts and programs call, and the commands
 ]

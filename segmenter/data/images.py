@@ -116,13 +116,16 @@ def spread(items, n: int | None):
     return items[picks] if isinstance(items, np.ndarray) else [items[i] for i in picks]
 
 
-def header_size(path: str | Path) -> tuple[int, int]:
-    """(H, W) an image will have once read (EXIF rotation applied), from its header alone where possible."""
+def header_size(path: str | Path | bytes) -> tuple[int, int]:
+    """(H, W) an image will have once read (EXIF rotation applied), from its header alone where possible; `path`
+    may be the file's bytes."""
+    from io import BytesIO
+
     from PIL import Image
 
     limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # a header is no decompression bomb: the
     try:  # size it gives is checked against the memory available before any pixel is decoded
-        with open(path, "rb") as fh, Image.open(fh) as image:
+        with (BytesIO(path) if isinstance(path, bytes) else open(path, "rb")) as fh, Image.open(fh) as image:
             w, h = image.size
             if image.format == "PNG":  # its getexif() decodes the pixels: read an eXIf chunk of the header only
                 exif = Image.Exif()
@@ -136,11 +139,15 @@ def header_size(path: str | Path) -> tuple[int, int]:
     except OSError as exc:
         if isinstance(exc, FileNotFoundError) or exc.errno is not None:
             raise SegmenterError(f"{path}: cannot be read ({exc.strerror})") from None
-        return read_image(path).shape[:2]  # formats PIL lacks: decode instead
+        return _decoded_size(path)  # formats PIL lacks: decode instead
     except Exception:  # noqa: BLE001 - PIL fails in many ways on formats it half knows: decode instead
-        return read_image(path).shape[:2]
+        return _decoded_size(path)
     finally:
         Image.MAX_IMAGE_PIXELS = limit
+
+
+def _decoded_size(path: str | Path | bytes) -> tuple[int, int]:
+    return (decode_image(path, "the image") if isinstance(path, bytes) else read_image(path)).shape[:2]
 
 
 @dataclass(frozen=True)

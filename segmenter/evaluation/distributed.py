@@ -54,10 +54,7 @@ class RayScorer:
         self.node = ray.get_runtime_context().get_node_id()
         self.error = ""
         try:
-            folder = Path(tempfile.mkdtemp(prefix="segmenter-actor-"))
-            for name, ref in model_files:  # the model's files (an IR has two), from the object store
-                (folder / name).write_bytes(ray.get(ref[0]))
-            self.model_path = folder / model_files[0][0]
+            self.model_path = unpack_model_files(model_files)
             self.engine = open_engine(self.model_path, device, precision, threads, batch_size, variant=variant)
         except SegmenterError as exc:
             self.error = str(exc)
@@ -122,6 +119,25 @@ def check_reachable(address: str) -> None:
     except OSError as exc:
         raise SegmenterError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); start it with "
                              "`ray start --head` there, or give its address") from None
+
+
+def model_file_refs(model_path: Path) -> list:
+    """The model's files (an OpenVINO IR has two) put in Ray's object store: [(name, [ref])], for actors on any
+    node (the refs wrapped in a list so that Ray hands them over unresolved)."""
+    import ray
+
+    files = [model_path] + ([model_path.with_suffix(".bin")] if model_path.suffix == ".xml" else [])
+    return [(f.name, [ray.put(f.read_bytes())]) for f in files]
+
+
+def unpack_model_files(model_files: list) -> Path:
+    """In an actor: the model's files from the object store, written to a folder of its own; the model's path."""
+    import ray
+
+    folder = Path(tempfile.mkdtemp(prefix="segmenter-actor-"))
+    for name, ref in model_files:
+        (folder / name).write_bytes(ray.get(ref[0]))
+    return folder / model_files[0][0]
 
 
 _TERMINAL: list = []  # the process's own stderr while Ray's backend writes to its log
@@ -219,10 +235,7 @@ def ray_evaluate(plans: list[ImagePlan], spec, cfg: WindowConfig, model_path: Pa
     # so that the work is spread over all of them rather than taken by the first to be ready.
     ray.data.DataContext.get_current().wait_for_min_actors_s = ACTORS_START_S if fits else -1
     dataset = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // IMAGES_PER_CALL)))
-    files = [(model_path.name, model_path)]
-    if model_path.suffix == ".xml":  # an OpenVINO IR: its weights beside it
-        files.append((model_path.with_suffix(".bin").name, model_path.with_suffix(".bin")))
-    refs = [(name, [ray.put(f.read_bytes())]) for name, f in files]  # held here: restarted actors fetch them again
+    refs = model_file_refs(model_path)  # held here: restarted actors fetch them again
     scored = dataset.map_batches(  # Ray Data restarts a dead actor and retries its batch by default
         scorer, batch_size=IMAGES_PER_CALL, compute=ray.data.ActorPoolStrategy(
             size=actors, max_tasks_in_flight_per_actor=1),  # a call at a time: the next goes to an idle actor

@@ -96,6 +96,18 @@ class _Sink(threading.Thread):
         self.inbox.put(item)
 
 
+def engine_logits(engine: Engine, windows: list[np.ndarray], batch_size: int) -> np.ndarray:
+    """(k, K, h, w) logits of k <= batch_size windows of one shape (3, h, w), in one engine call; a short batch is
+    padded (engines are tuned for one batch size, as ais_bench pads); NaN/inf or a wrong shape is an error."""
+    batch = np.stack(windows)
+    if len(windows) < batch_size:
+        batch = np.concatenate([batch, np.repeat(batch[-1:], batch_size - len(windows), axis=0)])
+    logits = engine(batch)[:len(windows)]
+    if logits.shape[:2] != (len(windows), engine.n_cls) or not np.isfinite(logits).all():
+        raise SegmenterError(f"the engine {engine.name} returned NaN/inf or a wrong shape {logits.shape}")
+    return logits
+
+
 def run_pipeline(jobs: Iterable[Job], cfg: WindowConfig, engine: Engine, sink: Callable[[Finished], None],
                  batch_size: int = 1, workers: int = 2, images_ahead: int = 2, keep_image: bool = False,
                  on_error: Callable[[Job, SegmenterError], None] | None = None) -> None:
@@ -110,13 +122,7 @@ def run_pipeline(jobs: Iterable[Job], cfg: WindowConfig, engine: Engine, sink: C
         pending: list[tuple[Finished, int, np.ndarray]] = []  # windows waiting for a batch
 
         def run_batch(items: list) -> None:  # windows of one shape (a view smaller than the window has its own)
-            windows = np.stack([w for *_, w in items])
-            if len(items) < batch_size:  # engines are tuned for one batch size: pad, as ais_bench does
-                windows = np.concatenate([windows, np.repeat(windows[-1:], batch_size - len(items), axis=0)])
-            logits = engine(windows)
-            if logits.shape[1] != engine.n_cls or not np.isfinite(logits[:len(items)]).all():
-                raise SegmenterError(f"the engine {engine.name} returned NaN/inf or a wrong shape {logits.shape}")
-            for (finished, k, _), out in zip(items, logits):
+            for (finished, k, _), out in zip(items, engine_logits(engine, [w for *_, w in items], batch_size)):
                 finished.merger.add(k, out)
                 if finished.merger.complete:
                     worker.put(finished)

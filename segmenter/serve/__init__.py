@@ -1,0 +1,1 @@
+"""Segmentations served over HTTP on Ray Serve: the replicas, their endpoints and the page a person uses."""
