@@ -112,7 +112,8 @@ def serve_model(model, settings: ServeSettings, host: str, port: int, address: s
             _wait_until_answering(url, stop)
             if not stop.is_set():
                 log(f"serving {model.path.name} ({model.device} {model.precision}, {replicas} replica"
-                    f"{'s' if replicas > 1 else ''}, {threads} threads each) at {url}; Ctrl-C stops")
+                    f"{'s' if replicas > 1 else ''}, {threads} thread{'s' if threads > 1 else ''} each) at {url}; "
+                    "Ctrl-C stops")
                 if ready is not None:
                     ready(url)
             while not stop.wait(0.5):
